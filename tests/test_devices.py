@@ -1,0 +1,162 @@
+"""The device catalogue: built-in TOML data, users' device files, and their errors."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from memory_models import InputError, catalogue, get_device
+from memory_models.devices import builtin_devices, load_device_file
+from tests.conftest import assert_one_line_error
+
+REQUIRED = {
+    "stm32f446re",
+    "stm32f746zg",
+    "stm32h743",
+    "nrf52840",
+    "rp2040",
+    "esp32",
+    "gap8",
+    "rpi4b",
+    "generic_m4f_80mhz",
+}
+
+GOOD = textwrap.dedent(
+    """
+    name = "my_mcu"
+    description = "a test part"
+    core = "cortex-m33"
+    clock_mhz = 100
+    code_level = "flash"
+    default_target = { weights = "flash", activations = "sram" }
+    macs_per_cycle = { "8" = 0.5, "4" = 0.4, "2" = 0.3 }
+    core_pj_per_cycle = 100
+    [[levels]]
+    name = "sram"
+    kind = "sram"
+    capacity_bytes = 65536
+    bytes_per_cycle = 4
+    energy_pj_per_byte = 1
+    [[levels]]
+    name = "flash"
+    kind = "flash"
+    capacity_bytes = 262144
+    bytes_per_cycle = 2
+    energy_pj_per_byte = 10
+    writable = false
+    [runtime]
+    name = "m2nas-c"
+    flash_bytes = 1000
+    ram_bytes = 512
+    """
+)
+
+
+def test_catalogue_has_the_required_devices_with_their_headline_figures():
+    devs = builtin_devices()
+    assert REQUIRED <= set(devs)
+    stm = devs["stm32f446re"]
+    assert stm.clock_mhz == 180 and stm.level("sram").capacity_bytes == 128 * 1024
+    assert stm.level("flash").capacity_bytes == 512 * 1024 and not stm.level("flash").writable
+    gap8 = devs["gap8"]
+    assert [lv.name for lv in gap8.levels] == ["fc_L1", "cluster_L1", "L2", "L3_hyperram", "L3_hyperflash"]
+    assert [lv.capacity_bytes for lv in gap8.levels] == [16 << 10, 64 << 10, 512 << 10, 8 << 20, 64 << 20]
+    rpi = devs["rpi4b"]
+    assert (
+        rpi.clock_mhz == 1500
+        and rpi.level("L1d").capacity_bytes == 32 << 10
+        and rpi.level("L2").capacity_bytes == 1 << 20
+    )
+    assert devs["stm32h743"].level("sram").capacity_bytes == 512 << 10
+    assert devs["rp2040"].level("sram").capacity_bytes == 264 << 10 and devs["rp2040"].cores == 2
+
+
+def test_every_builtin_device_states_its_estimates_and_sources():
+    for dev in builtin_devices().values():
+        assert dev.sources, dev.name
+        assert "macs_per_cycle" in dev.estimates and "estimate" in dev.estimates["macs_per_cycle"], dev.name
+        assert all(dev.macs_per_cycle[b] > 0 for b in ("8", "4", "2"))
+        # sub-byte kernels are never assumed faster than int8 on these cores (no nibble SIMD)
+        assert dev.macs_per_cycle["2"] <= dev.macs_per_cycle["4"] <= dev.macs_per_cycle["8"], dev.name
+
+
+def test_user_device_file_adds_a_device(tmp_path):
+    f = tmp_path / "mine.toml"
+    f.write_text(GOOD)
+    devs = catalogue([f])
+    assert "my_mcu" in devs and "stm32f446re" in devs
+    assert devs["my_mcu"].runtime.tensor_alignment == 4  # default
+
+
+def test_device_file_with_several_devices(tmp_path):
+    two = GOOD.replace("[[levels]]", "[[devices.levels]]").replace("[runtime]", "[devices.runtime]")
+    two = "[[devices]]\n" + two + "\n[[devices]]\n" + two.replace('name = "my_mcu"', 'name = "my_mcu2"')
+    f = tmp_path / "two.toml"
+    f.write_text(two)
+    assert [d.name for d in load_device_file(f)] == ["my_mcu", "my_mcu2"]
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda s: s.replace("capacity_bytes = 65536", "capacity_bytes = -1"),
+            "levels[0].capacity_bytes: Input should be greater than 0",
+        ),
+        (lambda s: s.replace('core = "cortex-m33"\n', ""), "core: required field is missing"),
+        (
+            lambda s: s.replace('code_level = "flash"', 'code_level = "rom"'),
+            "code_level: 'rom' is not one of the levels",
+        ),
+        (lambda s: s.replace('"2" = 0.3', '"3" = 0.3'), "macs_per_cycle: missing bit-width '2'"),
+        (
+            lambda s: s.replace('activations = "sram"', 'activations = "flash"'),
+            "default_target.activations: level 'flash' of my_mcu is read-only",
+        ),
+        (
+            lambda s: s.replace("ram_bytes = 512", "ram_bytes = 512\ntensor_alignment = 6"),
+            "runtime.tensor_alignment: must be a power of two",
+        ),
+        (
+            lambda s: s.replace("clock_mhz = 100", "clock_mhz = 100\nclock_ghz = 1"),
+            "clock_ghz: unknown field",
+        ),
+        (lambda s: s.replace("clock_mhz = 100", "clock_mhz = "), "not valid TOML"),
+        (lambda s: s.replace('name = "flash"', 'name = "sram"'), "levels: duplicate level name 'sram'"),
+    ],
+)
+def test_malformed_device_files_name_file_and_field(tmp_path, edit, message):
+    f = tmp_path / "bad.toml"
+    f.write_text(edit(GOOD))
+    with pytest.raises(InputError) as e:
+        catalogue([f])
+    assert str(e.value).startswith(str(f) + ": ")
+    assert message in str(e.value)
+
+
+def test_unknown_device_lists_known_ones():
+    with pytest.raises(InputError, match="unknown device 'stm32' .*stm32f446re"):
+        get_device("stm32")
+
+
+def test_cli_devices_table_and_json(cli, tmp_path):
+    r = cli("devices")
+    assert r.code == 0 and "stm32f446re" in r.stdout and "cluster_L1" in r.stdout
+    r = cli("devices", "--json")
+    data = json.loads(r.stdout)
+    assert {d["name"] for d in data} >= REQUIRED
+    f = tmp_path / "mine.toml"
+    f.write_text(GOOD)
+    r = cli("devices", "--json", "--devices", f)
+    assert "my_mcu" in {d["name"] for d in json.loads(r.stdout)}
+
+
+def test_cli_bad_device_file_is_one_line_exit_2(cli, tmp_path):
+    f = tmp_path / "bad.toml"
+    f.write_text(GOOD.replace("bytes_per_cycle = 4", "bytes_per_cycle = 'fast'"))
+    assert_one_line_error(cli("devices", "--devices", f), str(f), "levels[0].bytes_per_cycle")
+    assert_one_line_error(
+        cli("devices", "--devices", tmp_path / "missing.toml"), "missing.toml", "cannot read"
+    )
