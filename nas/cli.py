@@ -35,6 +35,22 @@ DevicesOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 
 
+def _key_values(items: list[str], flag: str) -> dict:
+    """KEY=VALUE pairs; a VALUE is read as a TOML value (number, bool, string, list) where it is one."""
+    import tomllib
+
+    out: dict = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"{flag} {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def _size(n: int) -> str:
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= scale:
@@ -95,6 +111,227 @@ def memory(
         print(json.dumps(report.to_dict(), indent=1))
         return
     print_report(report)
+
+
+@app.command()
+def sample(
+    space: Annotated[str, typer.Argument(help="Search-space preset name, space TOML, or study TOML.")],
+    n: Annotated[int, typer.Option("--n", help="How many archs.")] = 10,
+    seed: Annotated[int, typer.Option("--seed", help="RNG seed.")] = 0,
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("--input", help="Modality shape as NAME=CxL or NAME=CxHxW; repeat per modality."),
+    ] = None,
+    classes: Annotated[int | None, typer.Option("--classes", help="Number of classes.")] = None,
+) -> None:
+    """Print N sampled archs as JSON lines (format m2nas.arch)."""
+    import random
+
+    from nas.sampling import resolve_sampling
+
+    space_cfg, shapes, n_classes = resolve_sampling(space, inputs or [], classes)
+    from search_spaces import sample_random
+
+    rng = random.Random(seed)
+    for _ in range(n):
+        print(sample_random(rng, space_cfg, shapes, n_classes).to_json())
+
+
+@app.command()
+def datasets(json_out: JsonOpt = False) -> None:
+    """List the datasets: modalities and shapes, classes, split sizes (building generated ones once)."""
+    from nas.data.cli import datasets_command
+
+    datasets_command(json_out)
+
+
+StudyArg = Annotated[Path, typer.Argument(help="Study TOML file (see studies/).")]
+StorageOpt = Annotated[
+    str | None, typer.Option("--storage", help="Optuna storage URL (default: the study's).")
+]
+
+
+@app.command()
+def search(
+    study_file: StudyArg,
+    trials: Annotated[
+        int | None, typer.Option("--trials", help="Candidates to train (default: budget.trials).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds after which no new candidate starts.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes on this machine.")] = 1,
+    storage: StorageOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run (or resume) a study: sample, reject what cannot fit, train the rest."""
+    from nas.search import run_search
+    from nas.study_config import load_study
+
+    study = load_study(study_file)
+    result = run_search(study, trials, timeout, workers, storage, progress=not json_out)
+    if json_out:
+        print(json.dumps(result, indent=1))
+    else:
+        c = result["counts"]
+        out.print(
+            f"{'interrupted' if result['interrupted'] else 'done'} ({result['stopped']}) in {result['seconds']:.0f} s: "
+            f"{c['trained']} trained, {c['stopped_early']} stopped early, {c['rejected']} rejected before training, "
+            f"{c['failed']} failed. Run `m2nas status {study_file}` for the fronts."
+        )
+    if result["interrupted"]:
+        raise typer.Exit(130)
+
+
+@app.command()
+def worker(
+    study_file: StudyArg,
+    storage: StorageOpt = None,
+    trials: Annotated[int | None, typer.Option("--trials", help="Study-wide candidate budget.")] = None,
+    index: Annotated[int, typer.Option("--index", help="Worker number (varies the sampler seed).")] = 0,
+    deadline: Annotated[
+        float | None, typer.Option("--deadline", help="Unix time after which no candidate starts.")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Seconds after which no candidate starts.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No output.")] = False,
+) -> None:
+    """Join a running study as one more worker (same machine or another one sharing the storage)."""
+    import time as _time
+
+    from nas.search import Budget, run_worker
+    from nas.study_config import load_study
+
+    study = load_study(study_file)
+    if timeout is not None:
+        deadline = _time.time() + timeout
+    budget = Budget(trials or study.cfg.budget.trials, deadline, study.cfg.budget.max_rejected)
+    try:
+        why = run_worker(study, budget, storage, index)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if not quiet:
+        out.print(f"worker {index} stopped: {why}")
+
+
+@app.command()
+def status(study_file: StudyArg, storage: StorageOpt = None, json_out: JsonOpt = False) -> None:
+    """Counts of trained / rejected / stopped-early / failed candidates and the front per device."""
+    from nas.status import study_status
+
+    st = study_status(study_file, storage)
+    if json_out:
+        print(json.dumps(st, indent=1))
+        return
+    c = st["counts"]
+    out.print(
+        f"[bold]{st['study']}[/bold]: {c['trained']} trained, {c['stopped_early']} stopped early, "
+        f"{c['rejected']} rejected before training, {c['failed']} failed, {c['running']} running; "
+        f"feasible fraction {c['feasible_fraction']:.0%}"
+    )
+    for dev, rows in st["fronts"].items():
+        t = Table(
+            title=f"Pareto front on {dev} ({', '.join(f'{k}={v}' for k, v in st['targets'][dev].items())})"
+        )
+        for col in ("trial", st["metric"], "flash B", "SRAM B", "latency ms (est.)", "arch"):
+            t.add_column(col)
+        for r in rows:
+            t.add_row(
+                str(r["trial"]),
+                f"{r['val']:.4f}",
+                f"{r['flash']:,}",
+                f"{r['sram']:,}",
+                f"{r['latency']:.2f}",
+                r["summary"],
+            )
+        if not rows:
+            t.add_row("-", "no trained candidate fits yet", "", "", "", "")
+        out.print(t)
+
+
+@app.command()
+def train(
+    arch_file: Annotated[
+        Path, typer.Argument(help="Arch JSON (format m2nas.arch), e.g. from `m2nas sample`.")
+    ],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (see `m2nas datasets`).")],
+    epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.")] = None,
+    no_distill: Annotated[bool, typer.Option("--no-distill", help="Train without the teacher.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Split and training seed.")] = 0,
+    option: Annotated[
+        list[str] | None, typer.Option("--option", help="Dataset option KEY=VALUE; may be repeated.")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda or auto.")] = "auto",
+    threads: Annotated[int, typer.Option("--threads", help="CPU threads.")] = 1,
+    weights_out: Annotated[
+        Path | None, typer.Option("--weights-out", help="Save the state_dict here.")
+    ] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train one arch with quantization-aware training (and distillation) and print its validation metrics."""
+    from nas.train_cli import train_command
+
+    train_command(
+        arch_file,
+        dataset,
+        epochs,
+        no_distill,
+        json_out,
+        seed,
+        _key_values(option or [], "--option"),
+        device,
+        threads,
+        weights_out=weights_out,
+    )
+
+
+@app.command()
+def report(
+    study_file: StudyArg,
+    out_path: Annotated[
+        Path | None, typer.Option("--out", help="HTML file (default: <study>.report.html).")
+    ] = None,
+    storage: StorageOpt = None,
+) -> None:
+    """Write a self-contained HTML report (plotly, works offline) and front.csv beside it."""
+    from nas.report import report_command
+
+    report_command(study_file, out_path, storage)
+
+
+@app.command()
+def dashboard(
+    study_file: StudyArg,
+    port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,
+    storage: StorageOpt = None,
+) -> None:
+    """Serve optuna-dashboard over the study's storage and artifacts on 127.0.0.1."""
+    from nas.dashboard import dashboard_command
+
+    dashboard_command(study_file, port, storage)
+
+
+@app.command()
+def export(
+    study_file: StudyArg,
+    device: Annotated[str | None, typer.Option("--device", "-d", help="Study device to export for.")] = None,
+    all_devices: Annotated[
+        bool, typer.Option("--all-devices", help="Export the best model for every device.")
+    ] = False,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default: export/<study>/<device>).")
+    ] = None,
+    finetune_epochs: Annotated[int, typer.Option("--finetune-epochs", help="Fine-tune before export.")] = 0,
+    c_code: Annotated[
+        bool, typer.Option("--c", help="Also write model.h / model.c (integer-only C99).")
+    ] = False,
+    storage: StorageOpt = None,
+) -> None:
+    """Export the best fitting trial per device: ONNX (QCDQ), QONNX, weights, memory report, model card."""
+    from nas.export import export_command
+
+    export_command(study_file, device, all_devices, out_dir, finetune_epochs, c_code, storage)
 
 
 def print_report(report) -> None:

@@ -1,0 +1,208 @@
+"""One trial: sample an arch, analyse it on every study device, reject it or train it.
+
+A candidate that fits none of the study's device targets is recorded (PRUNED, status `rejected`,
+with its figures, its reason and a positive constraint value so Optuna's samplers learn where the
+feasible region is) and is never built or trained. The rest are trained quantization-aware with
+distillation; the multi-objective early-stopping rule may stop them (PRUNED, status
+`stopped_early`); finished ones are COMPLETE with their objective values and artifacts.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from memory_models import MemoryReport, evaluate
+from search_spaces import Arch, graph, sample
+
+from .early_stop import Finished, checkpoints, should_stop
+from .study_config import Study
+
+FIGURES = ("flash", "sram", "latency", "energy")
+
+
+def figures(r: MemoryReport) -> dict[str, Any]:
+    """The key numbers of one device's report, as stored in a trial's user attributes."""
+    return {
+        "fits": r.fits,
+        "flash": r.flash_bytes,
+        "model_flash": r.flash.model_bytes,
+        "sram": r.sram_bytes,
+        "arena": r.arena_bytes,
+        "peak": r.peak_sram_bytes,
+        "latency": r.latency_ms_est,
+        "energy": r.energy_uj_est,
+        "margins": r.margins(),
+        "reason": r.reason,
+    }
+
+
+def overshoot(r: MemoryReport) -> float:
+    """Largest relative overshoot over the levels that hold something (<= 0 when it fits)."""
+    return max((lv.used_bytes - lv.capacity_bytes) / lv.capacity_bytes for lv in r.levels if lv.holds)
+
+
+class CandidateEvaluator:
+    def __init__(self, study: Study, store, trainer_device: str | None = None) -> None:
+        self.study = study
+        self.cfg = study.cfg
+        shapes = study.dataset_shapes()
+        self.inputs, self.classes = shapes["modalities"], shapes["classes"]
+        self.store = store
+        self.trainer_device = trainer_device or self.cfg.study.device
+        self._teacher_logits = None
+        self.current_trial: optuna.Trial | None = None
+
+    # ---- memory ---------------------------------------------------------------------------------
+    def analyse(self, arch: Arch) -> dict[str, MemoryReport]:
+        g = graph(arch)
+        return {name: evaluate(g, dev, self.study.targets[name]) for name, dev in self.study.devices.items()}
+
+    def objective_values(self, metric: float, per_device: dict[str, dict]) -> list[float]:
+        values = [metric]
+        for item in self.cfg.objectives.minimize:
+            base, _, dev = item.partition("@")
+            values.append(float(per_device[dev or self.study.primary_device][base]))
+        return values
+
+    # ---- teacher --------------------------------------------------------------------------------
+    def teacher_logits(self):
+        if not self.cfg.training.distill:
+            return None
+        if self._teacher_logits is None:
+            from .teacher import TeacherConfig, get_teacher
+
+            t = self.cfg.teacher
+            teacher = get_teacher(
+                self.study.dataset,
+                TeacherConfig(
+                    preset=t.preset, epochs=t.epochs, lr=t.lr, batch_size=self.cfg.training.batch_size
+                ),
+                seed=self.cfg.study.seed,
+                device=self.trainer_device,
+                threads=self.cfg.study.threads,
+            )
+            self._teacher_logits = teacher.train_logits
+        return self._teacher_logits
+
+    # ---- the trial ------------------------------------------------------------------------------
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        self.current_trial = trial
+        arch = sample(trial, self.study.space, self.inputs, self.classes)
+        reports = self.analyse(arch)
+        per_device = {name: figures(r) for name, r in reports.items()}
+        trial.set_user_attr("arch", arch.to_dict())
+        trial.set_user_attr("arch_key", arch.key())
+        trial.set_user_attr("summary", arch.summary())
+        trial.set_user_attr("memory", per_device)
+        trial.set_constraint("fits_a_device", min(overshoot(r) for r in reports.values()))
+        if not any(r.fits for r in reports.values()):
+            trial.set_user_attr("status", "rejected")
+            trial.set_user_attr("reason", "; ".join(f"{n}: {r.reason}" for n, r in reports.items()))
+            raise optuna.TrialPruned("fits no device target")
+        return self.train(trial, arch, reports, per_device)
+
+    def finished_curves(self) -> list[Finished]:
+        primary = self.study.primary_device
+        out = []
+        storage_study = self.current_trial.study
+        for t in storage_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            mem = t.user_attrs.get("memory", {}).get(primary)
+            curve = t.user_attrs.get("curve")
+            if mem and curve:
+                out.append(Finished(mem["flash"], mem["sram"], curve))
+        return out
+
+    def train(
+        self, trial: optuna.Trial, arch: Arch, reports: dict[str, MemoryReport], per_device: dict
+    ) -> list[float]:
+        from .train import TrainConfig, TrainingFailed, train_candidate
+
+        assert any(r.fits for r in reports.values()), "a candidate that fits no device must never be trained"
+        cfg, tr = self.cfg, self.cfg.training
+        trial.set_user_attr("status", "training")
+        es = cfg.early_stopping
+        finished = self.finished_curves() if es.enabled else []
+        stops = checkpoints(cfg.budget.epochs, es.at) if es.enabled else set()
+        mem = per_device[self.study.primary_device]
+        metric_key = cfg.objectives.metric
+        stop_reason: list[str] = []
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
+            if epoch in stops:
+                stop, why = should_stop(
+                    epoch,
+                    metrics[metric_key],
+                    mem["flash"],
+                    mem["sram"],
+                    finished,
+                    es.margin,
+                    es.min_finished,
+                )
+                if stop:
+                    stop_reason.append(why)
+                    return True
+            return False
+
+        tc = TrainConfig(
+            epochs=cfg.budget.epochs,
+            batch_size=tr.batch_size,
+            lr=tr.lr,
+            weight_decay=tr.weight_decay,
+            patience=tr.patience,
+            distill=tr.distill,
+            temperature=tr.temperature,
+            alpha=tr.alpha,
+            metric=metric_key,
+            seed=cfg.study.seed + trial.number,
+            device=self.trainer_device,
+            threads=cfg.study.threads,
+            max_train_samples=tr.max_train_samples,
+        )
+        t0 = time.perf_counter()
+        try:
+            result = train_candidate(arch, self.study.dataset, tc, self.teacher_logits(), on_epoch=on_epoch)
+        except TrainingFailed as e:
+            trial.set_user_attr("status", "failed")
+            trial.set_user_attr("reason", str(e))
+            raise
+        curve = [h[f"val_{metric_key}"] for h in result.history]
+        trial.set_user_attr("curve", curve)
+        trial.set_user_attr("val", result.metrics)
+        trial.set_user_attr("train_seconds", round(time.perf_counter() - t0, 3))
+        trial.set_user_attr("epochs_run", result.epochs_run)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        if result.stopped_by == "callback":
+            trial.set_user_attr("status", "stopped_early")
+            reason = stop_reason[0] if stop_reason else "stopped by the early-stopping rule"
+            trial.set_user_attr("reason", reason)
+            raise optuna.TrialPruned(reason)
+        self.save_artifacts(trial, arch, reports, result)
+        trial.set_user_attr("status", "trained")
+        return self.objective_values(result.metrics[metric_key], per_device)
+
+    def save_artifacts(
+        self, trial: optuna.Trial, arch: Arch, reports: dict[str, MemoryReport], result
+    ) -> None:
+        import torch
+        from optuna.artifacts import upload_artifact
+
+        ids = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            (tmp / "arch.json").write_text(arch.to_json(indent=1))
+            torch.save(result.state_dict, tmp / "weights.pt")
+            (tmp / "memory.json").write_text(
+                json.dumps({n: r.to_dict() for n, r in reports.items()}, indent=1)
+            )
+            for name in ("arch.json", "weights.pt", "memory.json"):
+                ids[name] = upload_artifact(
+                    artifact_store=self.store, file_path=str(tmp / name), study_or_trial=trial
+                )
+        trial.set_user_attr("artifacts", ids)

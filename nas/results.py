@@ -1,0 +1,116 @@
+"""Reading a study's trials back: statuses, counts, per-device Pareto fronts, hypervolume.
+
+Shared by `m2nas status`, the report, the dashboard and the exporter, so they all agree on what
+"trained", "rejected" and "the front on device X" mean.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from optuna.trial import FrozenTrial, TrialState
+
+STATUSES = ("trained", "rejected", "stopped_early", "failed", "running", "waiting")
+
+
+def status_of(t: FrozenTrial) -> str:
+    if t.state == TrialState.RUNNING:
+        return "running"
+    if t.state == TrialState.WAITING:
+        return "waiting"
+    if t.state == TrialState.FAIL:
+        return "failed"
+    s = t.user_attrs.get("status")
+    if t.state == TrialState.COMPLETE:
+        return "trained"
+    if s in ("rejected", "stopped_early"):
+        return s
+    return "failed"
+
+
+@dataclass
+class Counts:
+    trained: int = 0
+    rejected: int = 0
+    stopped_early: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def candidates(self) -> int:
+        """Candidates that cost training time (the search budget counts these)."""
+        return self.trained + self.stopped_early
+
+    @property
+    def analysed(self) -> int:
+        return self.trained + self.rejected + self.stopped_early
+
+    @property
+    def feasible_fraction(self) -> float:
+        return (self.trained + self.stopped_early) / self.analysed if self.analysed else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"feasible_fraction": round(self.feasible_fraction, 4)}
+
+
+def count(trials: list[FrozenTrial]) -> Counts:
+    c = Counts()
+    for t in trials:
+        s = status_of(t)
+        setattr(c, s, getattr(c, s) + 1)
+    return c
+
+
+def device_figures(t: FrozenTrial, device: str) -> dict[str, Any] | None:
+    return t.user_attrs.get("memory", {}).get(device)
+
+
+def pareto_front(
+    trials: list[FrozenTrial], device: str, metric: str, minimize: list[str]
+) -> list[FrozenTrial]:
+    """Trained trials that fit `device`, not dominated on (val metric up; each figure on `device` down).
+    Sorted by the first minimized figure."""
+    rows = []
+    for t in trials:
+        fig = device_figures(t, device)
+        if status_of(t) != "trained" or not fig or not fig["fits"]:
+            continue
+        rows.append((t, [-t.user_attrs["val"][metric]] + [fig[m] for m in minimize]))
+    front = []
+    for t, v in rows:
+        dominated = any(
+            all(o <= s for o, s in zip(w, v)) and any(o < s for o, s in zip(w, v)) for _, w in rows
+        )
+        if not dominated:
+            front.append((t, v))
+    front.sort(key=lambda tv: (tv[1][1:] or [0], tv[1][0]))
+    return [t for t, _ in front]
+
+
+def best_trial(trials: list[FrozenTrial], device: str, metric: str) -> FrozenTrial | None:
+    """Highest validation metric among trained trials that fit `device`; ties go to less memory."""
+    best = None
+    for t in trials:
+        fig = device_figures(t, device)
+        if status_of(t) != "trained" or not fig or not fig["fits"]:
+            continue
+        key = (t.user_attrs["val"][metric], -fig["flash"], -fig["sram"], -t.number)
+        if best is None or key > best[0]:
+            best = (key, t)
+    return None if best is None else best[1]
+
+
+def hypervolume_2d_plus(points: np.ndarray, reference: np.ndarray) -> float:
+    """Hypervolume of points to be minimised in every column (exact, by inclusion over sorted slabs
+    for 2 columns; for more columns optuna's implementation)."""
+    if len(points) == 0:
+        return 0.0
+    from optuna._hypervolume import compute_hypervolume
+
+    keep = np.all(points < reference, axis=1)
+    if not keep.any():
+        return 0.0
+    return float(compute_hypervolume(points[keep], reference))

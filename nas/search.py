@@ -1,0 +1,257 @@
+"""Running a study: the worker loop, several workers, live progress, budget, resume, Ctrl-C.
+
+The budget counts *candidates that cost training* (trained or stopped early): rejections cost
+microseconds of analysis and a storage write, so they do not use it up (`max_rejected` caps them).
+Running the same command again resumes: finished trials stay, the budget counts them, and a trial
+interrupted by Ctrl-C (or lost with a killed worker, after the heartbeat grace period) is queued again
+with the same parameters.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from .results import Counts, best_trial, count
+from .storage import artifact_store, make_storage
+from .study_config import Study
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def make_sampler(study: Study, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    seed = study.cfg.study.seed + 1000 * worker_index
+    kind = study.cfg.study.sampler
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
+        )
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def open_study(study: Study, storage_url: str | None = None, worker_index: int = 0) -> optuna.Study:
+    s = study.cfg.study
+    storage = make_storage(storage_url or study.storage_url, s.heartbeat_s, s.grace_s, s.max_retry)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ostudy = optuna.create_study(
+            study_name=study.name,
+            storage=storage,
+            sampler=make_sampler(study, worker_index),
+            directions=study.directions(),
+            load_if_exists=True,
+        )
+    if not ostudy.user_attrs.get("m2nas"):
+        ostudy.set_metric_names(study.objective_names())
+        ostudy.set_user_attr(
+            "m2nas",
+            {
+                "study_file": str(study.path),
+                "dataset": study.cfg.dataset.name,
+                "metric": study.cfg.objectives.metric,
+                "minimize": study.cfg.objectives.minimize,
+                "devices": {n: {"target": study.targets[n]} for n in study.devices},
+                "artifacts": str(study.artifact_dir),
+            },
+        )
+    return ostudy
+
+
+def trials_of(ostudy: optuna.Study) -> list:
+    return ostudy.get_trials(deepcopy=False)
+
+
+@dataclass
+class Budget:
+    candidates: int
+    deadline: float | None  # time.time() after which no new candidate starts
+    max_rejected: int
+
+    def exhausted(self, c: Counts) -> str:
+        if c.candidates >= self.candidates:
+            return "budget"
+        if self.deadline is not None and time.time() >= self.deadline:
+            return "timeout"
+        if c.rejected >= self.max_rejected:
+            return "max_rejected"
+        return ""
+
+
+def run_worker(study: Study, budget: Budget, storage_url: str | None = None, worker_index: int = 0) -> str:
+    """Run trials until the budget is used up; returns why it stopped."""
+    from .objective import CandidateEvaluator
+    from .train import TrainingFailed
+
+    ostudy = open_study(study, storage_url, worker_index)
+    evaluator = CandidateEvaluator(study, artifact_store(study.artifact_dir))
+    torch_threads(study.cfg.study.threads)
+    while True:
+        why = budget.exhausted(count(trials_of(ostudy)))
+        if why:
+            return why
+        try:
+            ostudy.optimize(evaluator, n_trials=1, catch=(TrainingFailed,), gc_after_trial=False)
+        except KeyboardInterrupt:
+            requeue_interrupted(ostudy, evaluator)
+            raise
+
+
+def requeue_interrupted(ostudy: optuna.Study, evaluator) -> None:
+    """Optuna marks an interrupted trial FAIL; queue its parameters so the next run retrains it."""
+    trial = evaluator.current_trial
+    if trial is None:
+        return
+    frozen = ostudy._storage.get_trial(trial._trial_id)
+    if frozen.state == TrialState.FAIL and frozen.user_attrs.get("status") in ("training", None):
+        ostudy.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number}, skip_if_exists=False)
+
+
+def torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+# ---- the user-facing run -------------------------------------------------------------------------
+
+
+def summarize(study: Study, trials: list) -> dict[str, Any]:
+    c = count(trials)
+    metric = study.cfg.objectives.metric
+    best = {}
+    for name in study.devices:
+        t = best_trial(trials, name, metric)
+        best[name] = (
+            None
+            if t is None
+            else {
+                "trial": t.number,
+                f"val_{metric}": t.user_attrs["val"][metric],
+                "flash": t.user_attrs["memory"][name]["flash"],
+                "sram": t.user_attrs["memory"][name]["sram"],
+                "summary": t.user_attrs.get("summary"),
+            }
+        )
+    return {"counts": c.to_dict(), "best": best}
+
+
+def progress_table(study: Study, trials: list, started: float, deadline: float | None, budget: int):
+    from rich.table import Table
+
+    s = summarize(study, trials)
+    c = s["counts"]
+    t = Table(title=f"m2nas search: {study.name}", show_header=False, box=None)
+    t.add_row("trained", f"{c['trained']} / {budget}", "stopped early", str(c["stopped_early"]))
+    t.add_row("rejected (never trained)", str(c["rejected"]), "failed", str(c["failed"]))
+    t.add_row("feasible fraction", f"{c['feasible_fraction']:.0%}", "running", str(c["running"]))
+    elapsed = time.time() - started
+    left = "-" if deadline is None else f"{max(0, deadline - time.time()):.0f} s"
+    t.add_row("elapsed", f"{elapsed:.0f} s", "time left", left)
+    metric = study.cfg.objectives.metric
+    for name, b in s["best"].items():
+        text = (
+            "none yet"
+            if b is None
+            else f"{b[f'val_{metric}']:.4f} (#{b['trial']}, flash {b['flash']:,} B, SRAM {b['sram']:,} B)"
+        )
+        t.add_row(f"best on {name}", text, "", "")
+    return t
+
+
+def run_search(
+    study: Study,
+    trials: int | None = None,
+    timeout: float | None = None,
+    workers: int = 1,
+    storage_url: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    cfg = study.cfg
+    n = trials or cfg.budget.trials
+    deadline = (
+        None if (timeout or cfg.budget.timeout_s) is None else time.time() + (timeout or cfg.budget.timeout_s)
+    )
+    budget = Budget(n, deadline, cfg.budget.max_rejected)
+    url = storage_url or study.storage_url
+    ostudy = open_study(study, url)  # creates the study once, before any worker races to
+    _ = study.dataset  # build/load the data once (generated datasets are cached on disk)
+    started = time.time()
+    children = []
+    for i in range(1, workers):
+        cmd = [
+            sys.executable,
+            "-m",
+            "nas.cli",
+            "worker",
+            str(study.path),
+            "--storage",
+            url,
+            "--index",
+            str(i),
+            "--trials",
+            str(n),
+            "--quiet",
+        ]
+        if deadline is not None:
+            cmd += ["--deadline", str(deadline)]
+        children.append(subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+
+    stop_display = threading.Event()
+    live = None
+    if progress:
+        from rich.console import Console
+        from rich.live import Live
+
+        live = Live(
+            progress_table(study, trials_of(ostudy), started, deadline, n),
+            console=Console(stderr=True),
+            refresh_per_second=2,
+            transient=False,
+        )
+        live.start()
+
+        def refresh() -> None:
+            while not stop_display.wait(1.0):
+                try:
+                    live.update(progress_table(study, trials_of(ostudy), started, deadline, n))
+                except Exception:  # the display must never take the search down
+                    pass
+
+        threading.Thread(target=refresh, daemon=True).start()
+    interrupted = False
+    try:
+        why = run_worker(study, budget, url, 0)
+        for p in children:
+            p.wait()
+    except KeyboardInterrupt:
+        interrupted = True
+        why = "interrupted"
+        for p in children:
+            try:
+                p.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    finally:
+        stop_display.set()
+        if live is not None:
+            live.update(progress_table(study, trials_of(ostudy), started, deadline, n))
+            live.stop()
+    result = summarize(study, trials_of(ostudy))
+    result["stopped"] = why
+    result["interrupted"] = interrupted
+    result["seconds"] = round(time.time() - started, 2)
+    return result

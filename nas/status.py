@@ -1,0 +1,53 @@
+"""`m2nas status`: counts and per-device Pareto fronts of a study, from its storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .results import count, pareto_front
+from .storage import load_existing_study, make_storage
+from .study_config import load_study
+
+
+def open_existing(study_file: str | Path, storage_url: str | None = None):
+    study = load_study(study_file)
+    s = study.cfg.study
+    storage = make_storage(
+        storage_url or study.storage_url, s.heartbeat_s, s.grace_s, s.max_retry, create=False
+    )
+    return study, load_existing_study(study.name, storage)
+
+
+def study_status(study_file: str | Path, storage_url: str | None = None) -> dict[str, Any]:
+    study, ostudy = open_existing(study_file, storage_url)
+    trials = ostudy.get_trials(deepcopy=False)
+    metric = study.cfg.objectives.metric
+    minimize = [m.split("@")[0] for m in study.cfg.objectives.minimize] or ["flash", "sram"]
+    fronts = {}
+    for dev in study.devices:
+        rows = []
+        for t in pareto_front(trials, dev, metric, minimize):
+            fig = t.user_attrs["memory"][dev]
+            rows.append(
+                {
+                    "trial": t.number,
+                    "val": t.user_attrs["val"][metric],
+                    "flash": fig["flash"],
+                    "sram": fig["sram"],
+                    "arena": fig["arena"],
+                    "latency": fig["latency"],
+                    "energy": fig["energy"],
+                    "summary": t.user_attrs.get("summary", ""),
+                }
+            )
+        fronts[dev] = rows
+    return {
+        "study": study.name,
+        "storage": storage_url or study.storage_url,
+        "metric": f"val_{metric}",
+        "objectives": study.objective_names(),
+        "targets": study.targets,
+        "counts": count(trials).to_dict(),
+        "fronts": fronts,
+    }
