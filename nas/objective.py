@@ -10,8 +10,11 @@ distillation; the multi-objective early-stopping rule may stop them (PRUNED, sta
 from __future__ import annotations
 
 import json
+import os
+import socket
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +104,10 @@ class CandidateEvaluator:
         trial.set_user_attr("arch_key", arch.key())
         trial.set_user_attr("summary", arch.summary())
         trial.set_user_attr("memory", per_device)
-        trial.set_constraint("fits_a_device", min(overshoot(r) for r in reports.values()))
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        with warnings.catch_warnings():  # a retried trial inherits the (same) value: Optuna warns
+            warnings.simplefilter("ignore")
+            trial.set_constraint("fits_a_device", min(overshoot(r) for r in reports.values()))
         if not any(r.fits for r in reports.values()):
             trial.set_user_attr("status", "rejected")
             trial.set_user_attr("reason", "; ".join(f"{n}: {r.reason}" for n, r in reports.items()))

@@ -24,7 +24,9 @@ from .results import Counts, best_trial, count
 from .storage import artifact_store, make_storage
 from .study_config import Study
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Optuna logs a traceback for every trial stopped by Ctrl-C or a training failure; m2nas reports
+# those itself (trial status and reason), so only its errors go to the terminal.
+optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
 def make_sampler(study: Study, worker_index: int = 0) -> optuna.samplers.BaseSampler:
@@ -92,17 +94,36 @@ class Budget:
 
 
 def run_worker(study: Study, budget: Budget, storage_url: str | None = None, worker_index: int = 0) -> str:
-    """Run trials until the budget is used up; returns why it stopped."""
+    """Run trials until the budget is used up; returns why it stopped.
+
+    Trials being trained by other workers count against the budget, so K workers do not overshoot
+    it by K-1; when only those stand between the study and its budget, this worker waits: they may
+    finish, or (a killed worker) go stale, be failed by the heartbeat check and queued again, and
+    then this worker trains the retry."""
     from .objective import CandidateEvaluator
     from .train import TrainingFailed
 
     ostudy = open_study(study, storage_url, worker_index)
     evaluator = CandidateEvaluator(study, artifact_store(study.artifact_dir))
     torch_threads(study.cfg.study.threads)
+    poll = max(1.0, study.cfg.study.heartbeat_s / 2)
     while True:
-        why = budget.exhausted(count(trials_of(ostudy)))
+        optuna.storages.fail_stale_trials(ostudy)
+        trials = trials_of(ostudy)
+        why = budget.exhausted(count(trials))
         if why:
             return why
+        training_elsewhere = sum(
+            1 for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("status") == "training"
+        )
+        waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
+        if (
+            training_elsewhere
+            and not waiting
+            and count(trials).candidates + training_elsewhere >= budget.candidates
+        ):
+            time.sleep(poll)
+            continue
         try:
             ostudy.optimize(evaluator, n_trials=1, catch=(TrainingFailed,), gc_after_trial=False)
         except KeyboardInterrupt:
@@ -186,6 +207,7 @@ def run_search(
         None if (timeout or cfg.budget.timeout_s) is None else time.time() + (timeout or cfg.budget.timeout_s)
     )
     budget = Budget(n, deadline, cfg.budget.max_rejected)
+    study.check_some_candidate_fits()
     url = storage_url or study.storage_url
     ostudy = open_study(study, url)  # creates the study once, before any worker races to
     _ = study.dataset  # build/load the data once (generated datasets are cached on disk)

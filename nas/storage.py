@@ -9,6 +9,7 @@ power loss) is marked failed after the grace period and re-queued with the same 
 from __future__ import annotations
 
 import sqlite3
+import time
 import warnings
 from pathlib import Path
 
@@ -43,17 +44,24 @@ def make_storage(
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif url.startswith("postgresql"):
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
-    try:
-        return RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_s,
-            grace_period=grace_s,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
-        )
-    except Exception as e:  # sqlalchemy / driver errors: unreachable server, bad URL, ...
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"storage {url}: cannot open ({msg})") from None
+    for attempt in range(5):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_s,
+                grace_period=grace_s,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+            )
+        except Exception as e:  # sqlalchemy / driver errors: unreachable server, bad URL, ...
+            # Workers started together on a fresh database race to create Optuna's tables; the
+            # losers see a unique-constraint error and find the tables there on the next try.
+            if "UniqueViolation" in str(e) or "already exists" in str(e):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"storage {url}: cannot open ({msg})") from None
+    raise InputError(f"storage {url}: cannot create Optuna's tables (other processes keep racing)")
 
 
 def artifact_store(directory: Path) -> FileSystemArtifactStore:

@@ -270,6 +270,32 @@ class Study:
 
         return load_dataset(self.cfg.dataset.name, self.dataset_options(), seed=self.cfg.study.seed)
 
+    def check_some_candidate_fits(self) -> None:
+        """Refuse a study whose budgets nothing in the space can meet, before any storage is written.
+
+        The cheapest arch of every structural choice (see `smallest_archs`) is analysed on every
+        device; if none fits anywhere, sampling would only ever reject."""
+        from memory_models import evaluate
+        from search_spaces import graph
+        from search_spaces.sampler import smallest_archs
+
+        shapes = self.dataset_shapes()
+        best = None
+        for arch in smallest_archs(self.space, shapes["modalities"], shapes["classes"]):
+            g = graph(arch)
+            for name, dev in self.devices.items():
+                r = evaluate(g, dev, self.targets[name])
+                if r.fits:
+                    return
+                over = max(lv.used_bytes / lv.capacity_bytes for lv in r.levels if lv.holds)
+                if best is None or over < best[0]:
+                    best = (over, name, arch, r)
+        _, name, arch, r = best
+        raise InputError(
+            f"{self.path}: devices: no candidate of this search space can meet any device budget; the "
+            f"closest, {arch.summary()!r} on {name}, {r.reason}"
+        )
+
     def dataset_shapes(self) -> dict[str, Any]:
         ds = self.dataset
         return {"modalities": {k: tuple(v) for k, v in ds.modalities.items()}, "classes": ds.n_classes}

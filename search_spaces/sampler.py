@@ -173,3 +173,49 @@ def sample_random(
     rng: random.Random, space: SearchSpace, inputs: dict[str, tuple[int, ...]], classes: int
 ) -> Arch:
     return sample(RandomSuggest(rng), space, inputs, classes)
+
+
+_STRUCTURAL = ("modalities", "fusion.point", "fusion.op")
+_LARGEST_IS_CHEAPEST = (".stride", ".pool")  # more downsampling: smaller activations, same weights
+
+
+class _CheapestSuggest:
+    """Picks the cheapest value of every size parameter (fewest blocks, channels, bits, smallest
+    kernels, most downsampling) and walks the structural choices (modality subset, fusion point and
+    operator) in the order given by `path`, recording how many choices each one had."""
+
+    def __init__(self, path: list[int]) -> None:
+        self.path, self.depth, self.widths = path, 0, []
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        choices = list(choices)
+        if name.startswith(_STRUCTURAL):
+            i = self.path[self.depth] if self.depth < len(self.path) else 0
+            self.widths.append(len(choices))
+            self.depth += 1
+            return choices[i]
+        numeric = all(isinstance(c, int | float) and not isinstance(c, bool) for c in choices)
+        if not numeric:
+            return choices[0]
+        return max(choices) if name.endswith(_LARGEST_IS_CHEAPEST) else min(choices)
+
+    def suggest_int(self, name: str, low: int, high: int) -> int:
+        return low
+
+
+def smallest_archs(space: SearchSpace, inputs: dict[str, tuple[int, ...]], classes: int) -> list[Arch]:
+    """For every modality subset, fusion point and operator, the arch with the cheapest choice of
+    every other parameter. If none of these fits a device, no arch of the space does (up to the
+    joins of the fusion operators, which are compared here as well), so a study can refuse to start."""
+    out, path = [], [0]
+    while True:
+        s = _CheapestSuggest(path)
+        out.append(sample(s, space, inputs, classes))
+        widths = s.widths
+        path = path[: len(widths)] + [0] * (len(widths) - len(path))
+        i = len(widths) - 1
+        while i >= 0 and path[i] + 1 >= widths[i]:
+            i -= 1
+        if i < 0:
+            return out
+        path = path[:i] + [path[i] + 1]

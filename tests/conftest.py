@@ -42,3 +42,43 @@ def assert_one_line_error(result: CliResult, *fragments: str) -> None:
     assert "Traceback" not in result.stderr
     for f in fragments:
         assert f in lines[0], (f, lines[0])
+
+
+SMOKE_TWO_DEVICES = """
+[[devices]]
+name = "stm32f446re"
+target = { weights = "flash", activations = "sram" }
+limits = { flash = "5K" }
+
+[[devices]]
+name = "nrf52840"
+target = { weights = "flash", activations = "sram" }
+limits = { sram = "2K" }
+"""
+
+
+def write_smoke_study(folder, trials: int = 4, extra: str = "") -> str:
+    """A copy of studies/smoke.toml in `folder` with two devices, each with a tight budget (flash on
+    one, SRAM on the other) that some candidates miss: the study has rejected candidates too, and
+    the best trial differs per device."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "studies" / "smoke.toml").read_text()
+    head, _, rest = text.partition("[[devices]]")
+    rest = rest[rest.index("[objectives]") :]
+    text = head + SMOKE_TWO_DEVICES.strip() + "\n\n" + rest
+    text = text.replace("trials = 3", f"trials = {trials}") + extra
+    path = Path(folder) / "smoke.toml"
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def smoke_study(tmp_path_factory):
+    """A finished smoke study (real watch data, real QAT training): its study file path. Read-only:
+    tests that change a study make their own copy."""
+    folder = tmp_path_factory.mktemp("smoke_study")
+    path = write_smoke_study(folder)
+    res = run_cli("search", path, "--json", timeout=600)
+    assert res.code == 0, res.stderr
+    return path

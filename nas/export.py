@@ -1,0 +1,521 @@
+"""`m2nas export`: the best trial that fits a device, rebuilt, checked and written out for deployment.
+
+    result = export_trial(study, "stm32f446re", Path("export/smoke/stm32f446re"))
+
+Per device: the trained trial with the highest validation metric among those that fit the device's
+target (ties to less memory: `nas.results.best_trial`) is rebuilt from its Arch JSON and weights
+(study artifacts), optionally fine-tuned (train + validation selection, never the test split), and
+evaluated on the held-out test split -- the first time anything touches it. Then, into the output
+folder:
+
+* `model.onnx`: Brevitas QCDQ export, run in onnxruntime against PyTorch on test samples (max abs
+  difference <= 1e-4, else `ExportCheckFailed` and the file is renamed `model.onnx.failed`);
+* `model.qonnx.onnx`: QONNX (for FINN), after `qonnx.util.cleanup`; executed with `qonnx`'s
+  `execute_onnx` against PyTorch, same tolerance;
+* `arch.json`, `weights.pt` (state dict), `memory.json` (the memory report for the device and target,
+  plus whether `m2nas memory model.onnx` gives the same figures), `MODEL_CARD.md`;
+* with `c_code=True`, `nas.codegen.write_c_model(model, arch, report, dataset, out_dir)`.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memory_models import MemoryReport, evaluate
+from memory_models.errors import InputError
+
+PARITY_TOL = 1e-4
+ORT_SAMPLES = 512  # test samples run through onnxruntime (all of them when the split is smaller)
+QONNX_SAMPLES = 16  # qonnx's executor runs node by node in Python, one sample at a time: a few
+
+
+class ExportCheckFailed(RuntimeError):
+    """An exported file does not compute what the PyTorch model computes (beyond the tolerance)."""
+
+
+@dataclass
+class ExportResult:
+    device: str
+    trial: int
+    out_dir: Path
+    arch: Any  # search_spaces.Arch
+    model: Any  # search_spaces.builder.Model, trained, eval mode, CPU
+    report: MemoryReport  # for the device and the study's target (report.graph is the OpGraph)
+    dataset: Any  # nas.data.base.Dataset
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    confusion: list[list[int]]
+    parity: dict[str, Any]
+    search_figures: dict[str, Any]  # what the search stored for this device
+    onnx_report_matches: bool
+    finetune: dict[str, Any] | None = None
+    files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def graph(self):
+        return self.report.graph
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "trial": self.trial,
+            "out_dir": str(self.out_dir),
+            "arch": self.arch.summary(),
+            "val": self.val_metrics,
+            "test": self.test_metrics,
+            "fits": self.report.fits,
+            "flash_bytes": self.report.flash_bytes,
+            "sram_bytes": self.report.sram_bytes,
+            "parity": self.parity,
+            "onnx_report_matches": self.onnx_report_matches,
+            "finetune": self.finetune,
+            "files": self.files,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# ---- trials and models --------------------------------------------------------------------------
+
+
+def _trials(ostudy) -> list:
+    return ostudy.get_trials(deepcopy=False)
+
+
+def pick_trial(study, trials: list, device: str):
+    """The best trained trial that fits `device` (None when there is none)."""
+    from .results import best_trial
+
+    if device not in study.devices:
+        raise InputError(
+            f"{study.path}: device {device!r} is not in the study (its devices: {', '.join(study.devices)})"
+        )
+    return best_trial(trials, device, study.cfg.objectives.metric)
+
+
+def no_fit_message(study, trials: list, device: str) -> str:
+    from .results import count
+
+    c = count(trials)
+    target = ", ".join(f"{k}={v}" for k, v in study.targets[device].items())
+    if c.trained == 0:
+        why = (
+            f"no candidate was trained ({c.rejected} rejected before training as too big for every device, "
+            f"{c.stopped_early} stopped early, {c.failed} failed)"
+        )
+    else:
+        why = f"none of the {c.trained} trained candidates fits it ({c.rejected} more were rejected before training)"
+    return f"{study.path}: no trained trial fits {device} ({target}): {why}; nothing exported for {device}"
+
+
+def load_trial_model(study, trial):
+    """(arch, model): a trial's Arch and its trained Brevitas model (eval mode, CPU), from the artifacts."""
+    from optuna.artifacts import download_artifact
+
+    from search_spaces import Arch
+
+    from .storage import artifact_store
+    from .train import load_trained
+
+    ids = trial.user_attrs.get("artifacts") or {}
+    if "arch.json" not in ids or "weights.pt" not in ids:
+        raise InputError(f"{study.path}: trial {trial.number} has no stored weights (was it trained?)")
+    store = artifact_store(study.artifact_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name in ("arch.json", "weights.pt"):
+            paths[name] = Path(tmp) / name
+            try:
+                download_artifact(artifact_store=store, file_path=str(paths[name]), artifact_id=ids[name])
+            except Exception as e:  # missing or unreadable artifact directory
+                raise InputError(
+                    f"{study.artifact_dir}: cannot read artifact {name} of trial {trial.number} ({e})"
+                ) from None
+        arch = Arch.from_json(paths["arch.json"].read_text(), f"trial {trial.number} arch.json")
+        model = load_trained(arch, paths["weights.pt"])
+    return arch, model
+
+
+# ---- checks -------------------------------------------------------------------------------------
+
+
+def _inputs(model, x: dict[str, np.ndarray], n: int | None = None) -> list[np.ndarray]:
+    return [np.ascontiguousarray(x[m][:n], dtype=np.float32) for m in model.modalities]
+
+
+def _torch_logits(model, xs: list[np.ndarray]) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return model(dict(zip(model.modalities, map(torch.from_numpy, xs)))).numpy()
+
+
+def export_qcdq(model, path: Path, example: list[np.ndarray]) -> None:
+    import torch
+    from brevitas.export import export_onnx_qcdq
+
+    from search_spaces.builder import Positional
+
+    names = list(model.modalities)
+    axes = {n: {0: "batch"} for n in [*names, "logits"]}
+    export_onnx_qcdq(
+        Positional(model).eval(),
+        args=tuple(torch.from_numpy(a) for a in example),
+        export_path=str(path),
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes=axes,
+        dynamo=False,
+    )
+
+
+def export_qonnx_file(model, path: Path, example: list[np.ndarray]) -> None:
+    """QONNX export at batch size 1 (what FINN expects), cleaned up with qonnx; inputs keep the modality
+    names and the output is `logits`."""
+    import torch
+    from brevitas.export import export_qonnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    from search_spaces.builder import Positional
+
+    names = list(model.modalities)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        export_qonnx(
+            Positional(model).eval(),
+            args=tuple(torch.from_numpy(a[:1]) for a in example),
+            export_path=str(raw),
+            input_names=names,
+            output_names=["logits"],
+            dynamo=False,
+        )
+        mw = cleanup_model(ModelWrapper(str(raw)))
+    for inp, name in zip(list(mw.graph.input), names):
+        if inp.name != name:
+            mw.rename_tensor(inp.name, name)
+    if mw.graph.output[0].name != "logits":
+        mw.rename_tensor(mw.graph.output[0].name, "logits")
+    mw.save(str(path))
+
+
+def onnxruntime_diff(path: Path, model, xs: list[np.ndarray], batch: int = 256) -> float:
+    """Max |onnxruntime - PyTorch| over the samples, at onnxruntime's default optimisation level."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    worst = 0.0
+    for s in range(0, len(xs[0]), batch):
+        part = [a[s : s + batch] for a in xs]
+        (out,) = sess.run(None, dict(zip(names, part)))
+        worst = max(worst, float(np.abs(out - _torch_logits(model, part)).max()))
+    return worst
+
+
+def qonnx_diff(path: Path, model, xs: list[np.ndarray]) -> float:
+    """Max |qonnx execute_onnx - PyTorch| over the samples (one at a time: the file has batch size 1)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    mw = ModelWrapper(str(path))
+    names = [i.name for i in mw.graph.input]
+    out_name = mw.graph.output[0].name
+    worst = 0.0
+    for s in range(len(xs[0])):
+        part = [a[s : s + 1] for a in xs]
+        res = execute_onnx(mw, dict(zip(names, part)))
+        worst = max(worst, float(np.abs(res[out_name] - _torch_logits(model, part)).max()))
+    return worst
+
+
+def report_figures(report: MemoryReport) -> dict[str, Any]:
+    """The figures of a report that do not depend on op or tensor names."""
+    d = report.to_dict(detail=False)
+    d.pop("schedule")
+    d["schedule_length"] = len(report.schedule)
+    return d
+
+
+# ---- fine-tuning --------------------------------------------------------------------------------
+
+
+def finetune(study, arch, model, epochs: int, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Continue training from the trial's weights at a tenth of the study's learning rate; the weights
+    of the best validation epoch are kept only if they beat the trial's own."""
+    from .objective import CandidateEvaluator
+    from .train import TrainConfig, evaluate_model, load_trained, train_candidate
+
+    cfg, tr = study.cfg, study.cfg.training
+    metric = cfg.objectives.metric
+    before = evaluate_model(model, study.dataset.val, threads=cfg.study.threads)[0]
+    teacher = CandidateEvaluator(study, None, "cpu").teacher_logits() if tr.distill else None
+    tc = TrainConfig(
+        epochs=epochs,
+        batch_size=tr.batch_size,
+        lr=tr.lr / 10,
+        weight_decay=tr.weight_decay,
+        patience=max(tr.patience, epochs),
+        distill=tr.distill,
+        temperature=tr.temperature,
+        alpha=tr.alpha,
+        metric=metric,
+        seed=seed,
+        device="cpu",
+        threads=cfg.study.threads,
+        max_train_samples=tr.max_train_samples,
+    )
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train_candidate(arch, study.dataset, tc, teacher, model=model)
+    kept = result.metrics[metric] > before[metric]
+    model = load_trained(arch, result.state_dict if kept else original)
+    info = {
+        "epochs": epochs,
+        "lr": tc.lr,
+        "val_before": before,
+        "val_after": result.metrics,
+        "kept": kept,
+        "seconds": round(result.seconds, 2),
+    }
+    return model, info
+
+
+# ---- one device ---------------------------------------------------------------------------------
+
+
+def export_trial(
+    study,
+    device: str,
+    out_dir: Path,
+    finetune_epochs: int = 0,
+    trials: list | None = None,
+    ostudy=None,
+    c_code: bool = False,
+) -> ExportResult:
+    """Export the best trial that fits `device` into `out_dir` (see the module docstring).
+
+    `trials`: the study's trials (read from its storage when not given)."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():  # Brevitas' notes on optional packages and the default opset
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"brevitas\..*")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx\..*")
+        return _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_code, t0)
+
+
+def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_code, t0) -> ExportResult:
+    import torch
+    from sklearn.metrics import confusion_matrix
+
+    from search_spaces import graph
+
+    from .model_card import write_model_card
+    from .onnx_import import graph_from_onnx
+    from .train import evaluate_model
+
+    if trials is None:
+        if ostudy is None:
+            from .status import open_existing
+
+            _, ostudy = open_existing(study.path)
+        trials = _trials(ostudy)
+    trial = pick_trial(study, trials, device)
+    if trial is None:
+        raise InputError(no_fit_message(study, trials, device))
+    torch.manual_seed(study.cfg.study.seed)
+    torch.set_num_threads(study.cfg.study.threads)
+    arch, model = load_trial_model(study, trial)
+    dataset = study.dataset
+    metric = study.cfg.objectives.metric
+
+    tuned = None
+    if finetune_epochs > 0:
+        model, tuned = finetune(study, arch, model, finetune_epochs, study.cfg.study.seed + trial.number)
+    model.eval()
+    val_metrics = evaluate_model(model, dataset.val)[0]
+    test_metrics, test_logits = evaluate_model(model, dataset.test)
+    confusion = confusion_matrix(
+        dataset.test.y, test_logits.argmax(1), labels=list(range(dataset.n_classes))
+    ).tolist()
+
+    dev, target = study.devices[device], study.targets[device]
+    report = evaluate(graph(arch), dev, target)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+
+    # ONNX (QCDQ), checked in onnxruntime on test samples
+    xs_all = _inputs(model, dataset.test.x, ORT_SAMPLES)
+    onnx_path = out_dir / "model.onnx"
+    export_qcdq(model, onnx_path, [a[:2] for a in xs_all])
+    ort_diff = onnxruntime_diff(onnx_path, model, xs_all)
+    if not ort_diff <= PARITY_TOL:
+        failed = onnx_path.with_name("model.onnx.failed")
+        onnx_path.replace(failed)
+        raise ExportCheckFailed(
+            f"{failed}: onnxruntime output differs from PyTorch by {ort_diff:.3g} (> {PARITY_TOL:g}) on "
+            f"{len(xs_all[0])} test samples; the QCDQ export of trial {trial.number} is wrong"
+        )
+    files.append("model.onnx")
+
+    # QONNX, checked by executing it with qonnx
+    qonnx_path = out_dir / "model.qonnx.onnx"
+    xs_q = [a[:QONNX_SAMPLES] for a in xs_all]
+    export_qonnx_file(model, qonnx_path, [a[:2] for a in xs_all])
+    q_diff = qonnx_diff(qonnx_path, model, xs_q)
+    if not q_diff <= PARITY_TOL:
+        failed = qonnx_path.with_name("model.qonnx.onnx.failed")
+        qonnx_path.replace(failed)
+        raise ExportCheckFailed(
+            f"{failed}: qonnx execution differs from PyTorch by {q_diff:.3g} (> {PARITY_TOL:g}) on "
+            f"{len(xs_q[0])} test samples; the QONNX export of trial {trial.number} is wrong"
+        )
+    files.append("model.qonnx.onnx")
+    parity = {
+        "tolerance": PARITY_TOL,
+        "onnxruntime_max_abs_diff": ort_diff,
+        "onnxruntime_samples": len(xs_all[0]),
+        "qonnx_max_abs_diff": q_diff,
+        "qonnx_samples": len(xs_q[0]),
+    }
+
+    # The ONNX file read back into the memory model gives the search-time figures.
+    onnx_figures = report_figures(evaluate(graph_from_onnx(onnx_path), dev, target))
+    matches = onnx_figures == report_figures(report)
+
+    (out_dir / "arch.json").write_text(arch.to_json(indent=1) + "\n")
+    torch.save(model.state_dict(), out_dir / "weights.pt")
+    mem = report.to_dict()
+    mem["graph"] = {"name": report.graph.name, "ops": len(report.graph.ops), "params": report.graph.params}
+    mem["onnx_import_matches"] = matches
+    (out_dir / "memory.json").write_text(json.dumps(mem, indent=1) + "\n")
+    files += ["arch.json", "weights.pt", "memory.json"]
+
+    result = ExportResult(
+        device=device,
+        trial=trial.number,
+        out_dir=out_dir,
+        arch=arch,
+        model=model,
+        report=report,
+        dataset=dataset,
+        val_metrics=val_metrics,
+        test_metrics=test_metrics,
+        confusion=confusion,
+        parity=parity,
+        search_figures=dict(trial.user_attrs.get("memory", {}).get(device, {})),
+        onnx_report_matches=matches,
+        finetune=tuned,
+        files=files,
+    )
+    if c_code:
+        write_c(result)
+    result.seconds = time.perf_counter() - t0
+    write_model_card(result, study, metric, trial)
+    result.files.append("MODEL_CARD.md")
+    (out_dir / "export.json").write_text(json.dumps(result.summary(), indent=1) + "\n")
+    return result
+
+
+def write_c(result: ExportResult) -> None:
+    """model.h / model.c through nas.codegen (issue 8)."""
+    try:
+        from nas.codegen import write_c_model
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("nas.codegen"):
+            raise InputError("C export is not available (nas.codegen is not installed)") from None
+        raise
+    before = set(p.name for p in result.out_dir.iterdir())
+    write_c_model(result.model, result.arch, result.report, result.dataset, result.out_dir)
+    result.files += sorted(p.name for p in result.out_dir.iterdir() if p.name not in before)
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+def default_out_dir(study, device: str, out_dir: Path | None, all_devices: bool) -> Path:
+    if out_dir is None:
+        return Path("export") / study.name / device
+    return out_dir / device if all_devices else out_dir
+
+
+def export_command(
+    study_file: Path,
+    device: str | None,
+    all_devices: bool,
+    out_dir: Path | None,
+    finetune_epochs: int,
+    c_code: bool,
+    storage: str | None,
+) -> list[ExportResult]:
+    import typer
+    from rich.console import Console
+
+    from .status import open_existing
+
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    if finetune_epochs < 0:
+        raise InputError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
+    if (device is None) == (not all_devices):
+        raise InputError("give --device NAME or --all-devices (one of the two)")
+    study, ostudy = open_existing(study_file, storage)
+    if device is not None and device not in study.devices:
+        raise InputError(
+            f"{study_file}: device {device!r} is not in the study (its devices: {', '.join(study.devices)})"
+        )
+    if c_code:  # fail before the work, not after it
+        try:
+            import nas.codegen  # noqa: F401
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("nas.codegen"):
+                raise InputError("C export is not available (nas.codegen is not installed)") from None
+            raise
+    trials = _trials(ostudy)
+    devices = list(study.devices) if all_devices else [device]
+    missing = [d for d in devices if pick_trial(study, trials, d) is None]
+    if len(missing) == len(devices):
+        if len(devices) == 1:
+            raise InputError(no_fit_message(study, trials, devices[0]))
+        raise InputError(f"{study_file}: no trained trial fits any of the study's devices; nothing exported")
+    results = []
+    for d in devices:
+        if d in missing:
+            out.print(
+                no_fit_message(study, trials, d).removeprefix(f"{study.path}: "), markup=False, soft_wrap=True
+            )
+            continue
+        target = default_out_dir(study, d, out_dir, all_devices)
+        try:
+            r = export_trial(study, d, target, finetune_epochs, trials=trials, c_code=c_code)
+        except ExportCheckFailed as e:
+            err.print(f"m2nas: error: export check failed: {e}", markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        results.append(r)
+        rep, tm = r.report, r.test_metrics
+        metric = study.cfg.objectives.metric
+        out.print(
+            f"{d}: trial {r.trial} ({r.arch.summary()}) -> {r.out_dir}\n"
+            f"  test {metric} {tm[metric]:.4f} (val {r.val_metrics[metric]:.4f}); "
+            f"flash {rep.flash_bytes:,} B, SRAM {rep.sram_bytes:,} B ({'fits' if rep.fits else 'DOES NOT FIT'}); "
+            f"onnxruntime max |diff| {r.parity['onnxruntime_max_abs_diff']:.2g}, "
+            f"qonnx {r.parity['qonnx_max_abs_diff']:.2g}; files: {', '.join(r.files)}",
+            markup=False,
+            soft_wrap=True,
+        )
+        if not r.onnx_report_matches:
+            err.print(
+                f"m2nas: warning: {d}: `m2nas memory model.onnx` figures differ from the search-time report",
+                markup=False,
+            )
+    return results

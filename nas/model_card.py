@@ -1,0 +1,190 @@
+"""MODEL_CARD.md of an exported model: data, modalities, test metrics, memory against the budget, how to run it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memory_models.cost import ESTIMATE_NOTE
+
+
+def _b(n: int) -> str:
+    return f"{n:,} B"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def render_model_card(result, study, metric: str, trial) -> str:
+    ds, arch, rep = result.dataset, result.arch, result.report
+    info = ds.info
+    used = [b.modality for b in arch.used]
+    dropped = [b.modality for b in arch.branches if not b.used]
+    L: list[str] = []
+    L += [
+        f"# {study.name}: best model for {result.device}",
+        "",
+        f"Trial {trial.number} of study `{study.name}` (`{study.path.name}`): the trained candidate with the "
+        f"highest validation {metric} among those that fit {result.device} with target "
+        f"`{', '.join(f'{k}={v}' for k, v in rep.target.items())}` (ties go to less memory).",
+        "",
+        f"Architecture: `{arch.summary()}` ({rep.params:,} parameters, {rep.macs:,} MACs per inference).",
+        "",
+        "## Data",
+        "",
+        f"- Dataset: `{ds.name}`" + (f": {info['description']}" if info.get("description") else ""),
+    ]
+    if info.get("source"):
+        L.append(f"- Source: {info['source']}")
+    if info.get("split"):
+        L.append(f"- Split: {info['split']}")
+    L.append(
+        f"- Samples: {len(ds.train):,} train, {len(ds.val):,} validation, {len(ds.test):,} test. The test split "
+        "was not used by the search; this export is the first thing that evaluated on it."
+    )
+    L.append(f"- Classes ({ds.n_classes}): {', '.join(ds.classes)}")
+    L += ["", "### Modalities (model inputs)", ""]
+    rows = []
+    std = info.get("standardization", {})
+    for b in arch.used:
+        pre = "as loaded by the dataset"
+        if b.modality in std:
+            pre = f"standardized per channel: mean {std[b.modality].get('mean')}, std {std[b.modality].get('std')}"
+        rows.append(
+            [
+                f"`{b.modality}`",
+                "x".join(map(str, b.input_shape)),
+                f"float32, quantized to {b.input_bits} bits on entry",
+                pre,
+            ]
+        )
+    L += _table(["input", "shape (per sample)", "type", "preprocessing"], rows)
+    if dropped:
+        L += ["", f"Dropped by the search (not needed at run time): {', '.join(f'`{m}`' for m in dropped)}."]
+
+    L += ["", "## Test metrics", ""]
+    names = list(result.test_metrics)
+    L += _table(
+        ["split", *names],
+        [
+            ["test", *(f"{result.test_metrics[k]:.4f}" for k in names)],
+            ["validation", *(f"{result.val_metrics.get(k, float('nan')):.4f}" for k in names)],
+        ],
+    )
+    if result.finetune:
+        ft = result.finetune
+        L += [
+            "",
+            f"Fine-tuned for {ft['epochs']} epoch(s) at lr {ft['lr']:g}: validation {metric} "
+            f"{ft['val_before'][metric]:.4f} -> {ft['val_after'][metric]:.4f}; "
+            + (
+                "the fine-tuned weights were kept."
+                if ft["kept"]
+                else "no improvement, the trial's weights were kept."
+            ),
+        ]
+    L += ["", "Confusion matrix on the test split (rows: true class, columns: predicted):", ""]
+    L += _table(
+        ["true \\ predicted", *ds.classes], [[c, *row] for c, row in zip(ds.classes, result.confusion)]
+    )
+
+    L += ["", f"## Memory on {result.device}", ""]
+    L.append(
+        f"Verdict: **{'fits' if rep.fits else 'does not fit'}**"
+        + (f" ({rep.reason})" if not rep.fits else "")
+        + ". Figures from m2nas' analytical memory model (`memory.json`); budgets are the study's limits."
+    )
+    L.append("")
+    L += _table(
+        ["memory level", "holds", "used", "budget", "margin"],
+        [
+            [lv.name, "+".join(lv.holds), _b(lv.used_bytes), _b(lv.capacity_bytes), _b(lv.margin_bytes)]
+            for lv in rep.levels
+            if lv.holds
+        ],
+    )
+    f = rep.flash
+    L += [
+        "",
+        f"- Flash: {_b(rep.flash_bytes)} = weights {_b(f.weights)} + biases {_b(f.biases)} + quantization "
+        f"parameters {_b(f.quant_params)} + op table {_b(f.op_table)} + kernels {_b(f.kernels)} + runtime {_b(f.runtime)}",
+        f"- Activations: peak {_b(rep.peak_sram_bytes)} under the chosen schedule ({rep.schedule_.method}); planned "
+        f"arena {_b(rep.arena_bytes)} + runtime RAM {_b(rep.runtime_ram_bytes)} = {_b(rep.sram_bytes)}",
+        f"- Per-layer formula (input + output of the largest layer) for comparison: {_b(rep.per_layer_peak_bytes)}",
+    ]
+    sf = result.search_figures
+    if sf:
+        same = sf.get("flash") == rep.flash_bytes and sf.get("sram") == rep.sram_bytes
+        L.append(
+            "- Search-time figures for this trial: flash "
+            f"{_b(sf.get('flash', 0))}, SRAM {_b(sf.get('sram', 0))}"
+            + (" (the same)." if same else " (they differ: the device file changed since the search).")
+        )
+    L.append(
+        "- `m2nas memory model.onnx --device "
+        f"{result.device}` reads the exported ONNX back into the memory model: "
+        + ("same figures." if result.onnx_report_matches else "**different figures** (see memory.json).")
+    )
+    L += [
+        "",
+        "### Latency and energy (estimates, not measurements)",
+        "",
+        f"- Latency: ~{rep.latency_ms_est:.3f} ms per inference (estimate)",
+        f"- Energy: ~{rep.energy_uj_est:.1f} uJ per inference (estimate)",
+        f"- {ESTIMATE_NOTE}.",
+    ]
+
+    p = result.parity
+    L += [
+        "",
+        "## Checks",
+        "",
+        f"- `model.onnx` in onnxruntime vs PyTorch on {p['onnxruntime_samples']} test samples: max |diff| "
+        f"{p['onnxruntime_max_abs_diff']:.3g} (tolerance {p['tolerance']:g})",
+        f"- `model.qonnx.onnx` executed with qonnx vs PyTorch on {p['qonnx_samples']} test samples: max |diff| "
+        f"{p['qonnx_max_abs_diff']:.3g}",
+    ]
+
+    feeds = ", ".join(f'"{m}": x_{m}' for m in used)
+    shapes = "; ".join(
+        f"x_{m}: float32 (N, {', '.join(map(str, b.input_shape))})" for m, b in zip(used, arch.used)
+    )
+    L += [
+        "",
+        "## Files and how to run",
+        "",
+        "- `model.onnx`: quantized model in QCDQ form (QuantizeLinear / Clip / DequantizeLinear around float "
+        "ops), inputs named after the modalities, output `logits` (N, classes); any ONNX runtime runs it.",
+        "- `model.qonnx.onnx`: the same model in QONNX (`Quant` nodes), for FINN and other QONNX tools.",
+        "- `arch.json` + `weights.pt`: the architecture (m2nas.arch) and the PyTorch state dict.",
+        "- `memory.json`: the memory report for this device and target (arena plan included).",
+        "",
+        "```python",
+        "import numpy as np, onnxruntime as ort",
+        'sess = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
+        f"# {shapes}",
+        f"logits = sess.run(None, {{{feeds}}})[0]",
+        f"classes = {ds.classes!r}",
+        "pred = [classes[i] for i in logits.argmax(axis=1)]",
+        "```",
+        "",
+        "PyTorch (Brevitas):",
+        "",
+        "```python",
+        "import torch",
+        "from search_spaces import Arch",
+        "from nas.train import load_trained",
+        'model = load_trained(Arch.from_json(open("arch.json").read()), "weights.pt")  # eval mode',
+        f"logits = model({{{', '.join(f'{chr(34)}{m}{chr(34)}: torch.from_numpy(x_{m})' for m in used)}}})",
+        "```",
+        "",
+        f"Memory figures: `m2nas memory model.onnx --device {result.device}`.",
+        "",
+    ]
+    return "\n".join(L)
+
+
+def write_model_card(result, study, metric: str, trial) -> None:
+    (result.out_dir / "MODEL_CARD.md").write_text(render_model_card(result, study, metric, trial))
