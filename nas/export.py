@@ -429,12 +429,8 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
 
 def write_c(result: ExportResult) -> None:
     """model.h / model.c through nas.codegen (issue 8)."""
-    try:
-        from nas.codegen import write_c_model
-    except ModuleNotFoundError as e:
-        if e.name and e.name.startswith("nas.codegen"):
-            raise InputError("C export is not available (nas.codegen is not installed)") from None
-        raise
+    from nas.codegen import write_c_model
+
     before = set(p.name for p in result.out_dir.iterdir())
     write_c_model(result.model, result.arch, result.report, result.dataset, result.out_dir)
     result.files += sorted(p.name for p in result.out_dir.iterdir() if p.name not in before)
@@ -474,13 +470,6 @@ def export_command(
         raise InputError(
             f"{study_file}: device {device!r} is not in the study (its devices: {', '.join(study.devices)})"
         )
-    if c_code:  # fail before the work, not after it
-        try:
-            import nas.codegen  # noqa: F401
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("nas.codegen"):
-                raise InputError("C export is not available (nas.codegen is not installed)") from None
-            raise
     trials = _trials(ostudy)
     devices = list(study.devices) if all_devices else [device]
     missing = [d for d in devices if pick_trial(study, trials, d) is None]

@@ -112,6 +112,7 @@ class CandidateEvaluator:
             trial.set_user_attr("status", "rejected")
             trial.set_user_attr("reason", "; ".join(f"{n}: {r.reason}" for n, r in reports.items()))
             raise optuna.TrialPruned("fits no device target")
+        assert any(r.fits for r in reports.values()), "a candidate that fits no device must never be trained"
         return self.train(trial, arch, reports, per_device)
 
     def finished_curves(self) -> list[Finished]:
@@ -130,7 +131,6 @@ class CandidateEvaluator:
     ) -> list[float]:
         from .train import TrainConfig, TrainingFailed, train_candidate
 
-        assert any(r.fits for r in reports.values()), "a candidate that fits no device must never be trained"
         cfg, tr = self.cfg, self.cfg.training
         trial.set_user_attr("status", "training")
         es = cfg.early_stopping

@@ -11,7 +11,6 @@ On the session's finished smoke study (two devices):
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -182,9 +181,6 @@ def test_bad_arguments_are_one_line(smoke_study, tmp_path):
     assert_one_line_error(res, "device 'esp32' is not in the study", "stm32f446re")
     res = run_cli("export", smoke_study, cwd=tmp_path)
     assert_one_line_error(res, "--device NAME or --all-devices")
-    if importlib.util.find_spec("nas.codegen") is None:
-        res = run_cli("export", smoke_study, "--device", "nrf52840", "--c", cwd=tmp_path)
-        assert_one_line_error(res, "C export is not available")
     assert not (tmp_path / "export").exists()
 
 
