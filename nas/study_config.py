@@ -49,6 +49,7 @@ class StudySection(_Table):
 class DatasetSection(_Table):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
+    modalities: list[str] | None = Field(None, description="use only these modalities (default: all)")
 
 
 def parse_size(value: int | str) -> int:
@@ -268,7 +269,28 @@ class Study:
     def dataset(self):
         from nas.data import load_dataset
 
-        return load_dataset(self.cfg.dataset.name, self.dataset_options(), seed=self.cfg.study.seed)
+        ds = load_dataset(self.cfg.dataset.name, self.dataset_options(), seed=self.cfg.study.seed)
+        keep = self.cfg.dataset.modalities
+        if keep is None:
+            return ds
+        unknown = [m for m in keep if m not in ds.modalities]
+        if unknown or not keep:
+            raise InputError(
+                f"{self.path}: dataset.modalities: {unknown or keep} not among {ds.name}'s modalities "
+                f"({', '.join(ds.modalities)})"
+            )
+        from dataclasses import replace
+
+        def only(split):
+            return replace(split, x={m: split.x[m] for m in keep})
+
+        return replace(
+            ds,
+            modalities={m: ds.modalities[m] for m in keep},
+            train=only(ds.train),
+            val=only(ds.val),
+            test=only(ds.test),
+        )
 
     def check_some_candidate_fits(self) -> None:
         """Refuse a study whose budgets nothing in the space can meet, before any storage is written.

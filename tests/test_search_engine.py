@@ -326,6 +326,10 @@ BAD_STUDIES = {
     "unknown-dataset": ([('name = "watch"', 'name = "mnist"')], ["dataset.name", "unknown dataset 'mnist'"]),
     "malformed-toml": ([("[budget]", "[budget\n")], ["not valid TOML"]),
     "negative-trials": ([("trials = 4", "trials = -1")], ["budget.trials"]),
+    "unknown-modality": (
+        [('name = "watch"', 'name = "watch"\nmodalities = ["acc", "ppg"]')],
+        ["dataset.modalities", "ppg"],
+    ),
     "budget-nothing-meets": (
         [
             ('limits = { flash = "5K" }', 'limits = { flash = "3000" }'),
@@ -356,3 +360,19 @@ def test_missing_study_file_and_unreachable_storage(tmp_path, cli):
     assert_one_line_error(cli("status", path), "no such database")
     res = cli("search", path, "--storage", "postgresql+psycopg2://nobody@127.0.0.1:1/none")
     assert_one_line_error(res, "cannot open")
+
+
+def test_study_can_choose_the_modalities(tmp_path):
+    import random
+
+    from nas.study_config import load_study
+    from search_spaces import sample_random
+
+    path = Path(write_smoke_study(tmp_path))
+    path.write_text(path.read_text().replace('name = "watch"', 'name = "watch"\nmodalities = ["gyro"]'))
+    study = load_study(path)
+    shapes = study.dataset_shapes()
+    assert shapes["modalities"] == {"gyro": (3, 100)} and shapes["classes"] == 7
+    assert set(study.dataset.train.x) == {"gyro"} and len(study.dataset.test.y) == 1014
+    arch = sample_random(random.Random(0), study.space, shapes["modalities"], 7)
+    assert [b.modality for b in arch.used] == ["gyro"]
