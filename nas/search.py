@@ -110,17 +110,17 @@ def run_worker(study: Study, budget: Budget, storage_url: str | None = None, wor
     while True:
         optuna.storages.fail_stale_trials(ostudy)
         trials = trials_of(ostudy)
-        why = budget.exhausted(count(trials))
+        counts = count(trials)
+        why = budget.exhausted(counts)
         if why:
             return why
         training_elsewhere = sum(
             1 for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("status") == "training"
         )
-        waiting = sum(1 for t in trials if t.state == TrialState.WAITING)
         if (
             training_elsewhere
-            and not waiting
-            and count(trials).candidates + training_elsewhere >= budget.candidates
+            and not counts.waiting
+            and counts.candidates + training_elsewhere >= budget.candidates
         ):
             time.sleep(poll)
             continue
