@@ -8,6 +8,7 @@ the dev tools open) can find which points a trace holds without depending on its
 from __future__ import annotations
 
 import html
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -132,15 +133,22 @@ def pareto_figure(study, rows: pd.DataFrame, trials, device: str) -> go.Figure:
         if cap:
             part = "weights" if figname == "flash" else "activations"
             lv = level_of(study, device, part)
-            fig.add_vline(
-                x=cap,
-                line=dict(dash="dash", color="#d62728"),
-                annotation_text=f"{lv.name} budget {cap:,} B",
-                annotation_position="top left",
+            fig.add_vline(x=cap, line=dict(dash="dash", color="#d62728"), row=1, col=col)
+            # On log axes annotations take log10 coordinates (shapes do not), hence not add_vline's.
+            fig.add_annotation(
+                x=math.log10(cap),
+                y=1,
+                yref="y domain",
+                text=f"{lv.name} budget {cap:,} B",
+                showarrow=False,
+                xanchor="right",
+                yanchor="top",
                 row=1,
                 col=col,
             )
-        fig.update_xaxes(title_text=label, row=1, col=col)
+        # Log axes: candidates span two orders of magnitude (a few KB to hundreds of KB), and the
+        # rejected giants would otherwise squeeze everything that fits against the origin.
+        fig.update_xaxes(title_text=f"{label}, log scale", type="log", row=1, col=col)
     fig.update_yaxes(title_text=f"val_{metric}", row=1, col=1)
     targets = ", ".join(f"{k}={v}" for k, v in study.targets[device].items())
     fig.update_layout(
