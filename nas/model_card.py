@@ -183,6 +183,15 @@ def render_model_card(result, study, metric: str, trial) -> str:
         f"Memory figures: `m2nas memory model.onnx --device {result.device}`.",
         "",
     ]
+    if "model.c" in result.files:
+        L += [
+            "C99 (`model.h`, `model.c`; integer only, no dynamic allocation): every tensor lives at its planned "
+            f"offset in one static arena of `M2NAS_ARENA_SIZE` = {result.report.arena_bytes:,} B, the ops run in "
+            "the planned schedule. Quantize each input with its `M2NAS_INPUT_<NAME>_SCALE` from `model.h`, call "
+            "`m2nas_infer(...)`; logits are int8 with scale `M2NAS_OUTPUT_SCALE`. `harness.c` runs it on a file of "
+            "samples on the host (see `README.md` in this folder).",
+            "",
+        ]
     return "\n".join(L)
 
 

@@ -405,6 +405,7 @@ def test_m2nas_export_c_runs_the_test_split_in_the_planned_arena(smoke_study, tm
     model.eval()
     memory = json.loads((out / "memory.json").read_text())
     assert f"{memory['arena_bytes']}" in (out / "model.h").read_text()
+    assert f"`M2NAS_ARENA_SIZE` = {memory['arena_bytes']:,} B" in (out / "MODEL_CARD.md").read_text()
     exe = tmp_path / "harness"
     proc = compile_harness(out, exe)
     assert proc.returncode == 0, proc.stderr
