@@ -43,6 +43,25 @@ def stable_hash(obj: Any, n: int = 16) -> str:
 # ----------------------------------------------------------------------------------------------- splits
 
 
+def class_labels(
+    name: str, labels: list[str], classes: list[str] | None, where: str
+) -> tuple[list[str], np.ndarray]:
+    """(class names, int64 labels) for folder datasets: the user's `classes` option fixes the order
+    (every label must be in it), otherwise the sorted label set; at least two classes."""
+    if classes is not None:
+        unknown = sorted(set(labels) - set(classes))
+        if unknown:
+            raise InputError(
+                f"dataset '{name}': label '{unknown[0]}' is not in option classes {list(classes)}"
+            )
+        classes = list(classes)
+    else:
+        classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise InputError(f"dataset '{name}': need at least 2 classes, found {classes} {where}")
+    return classes, np.array([classes.index(lab) for lab in labels], np.int64)
+
+
 def _check_nonempty(name: str, parts: dict[str, np.ndarray], what: str) -> None:
     for split, idx in parts.items():
         if len(idx) == 0:

@@ -34,6 +34,7 @@ from memory_models.errors import InputError
 from ._common import (
     Options,
     cached_build,
+    class_labels,
     file_stamp,
     fraction_split,
     make_splits,
@@ -207,19 +208,7 @@ def load(opts: CoswaraOptions, seed: int, cache_dir: Path | None) -> Dataset:
         raise InputError(
             f"dataset '{NAME}': no usable participant in {meta_path} (labels kept by label_map: none?)"
         )
-    labels = [lab for _, lab, _ in participants]
-    if opts.classes is not None:
-        unknown = sorted(set(labels) - set(opts.classes))
-        if unknown:
-            raise InputError(
-                f"dataset '{NAME}': label '{unknown[0]}' is not in option classes {list(opts.classes)}"
-            )
-        classes = list(opts.classes)
-    else:
-        classes = sorted(set(labels))
-    if len(classes) < 2:
-        raise InputError(f"dataset '{NAME}': need at least 2 classes, found {classes} in {meta_path}")
-    y = np.array([classes.index(lab) for lab in labels], np.int64)
+    classes, y = class_labels(NAME, [lab for _, lab, _ in participants], opts.classes, f"in {meta_path}")
     fe = opts.front_end()
 
     def build() -> dict[str, np.ndarray]:

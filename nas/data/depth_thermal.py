@@ -30,6 +30,7 @@ from memory_models.errors import InputError
 from ._common import (
     Options,
     cached_build,
+    class_labels,
     file_stamp,
     fraction_split,
     make_splits,
@@ -174,19 +175,7 @@ def load(opts: DepthThermalOptions, seed: int, cache_dir: Path | None) -> Datase
     layout = opts.layout if opts.layout != "auto" else ("csv" if csv_path.is_file() else "folders")
     samples = _scan_csv(opts, csv_path) if layout == "csv" else _scan_folders(opts)
 
-    labels = [lab for _, lab, _ in samples]
-    if opts.classes is not None:
-        unknown = sorted(set(labels) - set(opts.classes))
-        if unknown:
-            raise InputError(
-                f"dataset '{NAME}': label '{unknown[0]}' is not in option classes {list(opts.classes)}"
-            )
-        classes = list(opts.classes)
-    else:
-        classes = sorted(set(labels))
-    if len(classes) < 2:
-        raise InputError(f"dataset '{NAME}': need at least 2 classes, found {classes} under {root}")
-    y = np.array([classes.index(lab) for lab in labels], np.int64)
+    classes, y = class_labels(NAME, [lab for _, lab, _ in samples], opts.classes, f"under {root}")
     group_names = [g for _, _, g in samples]
     groups = None
     if all(g is not None for g in group_names):
