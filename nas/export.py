@@ -359,13 +359,9 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
     onnx_path = out_dir / "model.onnx"
     export_qcdq(model, onnx_path, [a[:2] for a in xs_all])
     ort_diff = onnxruntime_diff(onnx_path, model, xs_all)
-    if not ort_diff <= PARITY_TOL:
-        failed = onnx_path.with_name("model.onnx.failed")
-        onnx_path.replace(failed)
-        raise ExportCheckFailed(
-            f"{failed}: onnxruntime output differs from PyTorch by {ort_diff:.3g} (> {PARITY_TOL:g}) on "
-            f"{len(xs_all[0])} test samples; the QCDQ export of trial {trial.number} is wrong"
-        )
+    _check_parity(
+        onnx_path, ort_diff, "onnxruntime output", len(xs_all[0]), f"QCDQ export of trial {trial.number}"
+    )
     files.append("model.onnx")
 
     # QONNX, checked by executing it with qonnx
@@ -373,13 +369,9 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
     xs_q = [a[:QONNX_SAMPLES] for a in xs_all]
     export_qonnx_file(model, qonnx_path, [a[:2] for a in xs_all])
     q_diff = qonnx_diff(qonnx_path, model, xs_q)
-    if not q_diff <= PARITY_TOL:
-        failed = qonnx_path.with_name("model.qonnx.onnx.failed")
-        qonnx_path.replace(failed)
-        raise ExportCheckFailed(
-            f"{failed}: qonnx execution differs from PyTorch by {q_diff:.3g} (> {PARITY_TOL:g}) on "
-            f"{len(xs_q[0])} test samples; the QONNX export of trial {trial.number} is wrong"
-        )
+    _check_parity(
+        qonnx_path, q_diff, "qonnx execution", len(xs_q[0]), f"QONNX export of trial {trial.number}"
+    )
     files.append("model.qonnx.onnx")
     parity = {
         "tolerance": PARITY_TOL,
@@ -425,6 +417,17 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
     result.files.append("MODEL_CARD.md")
     (out_dir / "export.json").write_text(json.dumps(result.summary(), indent=1) + "\n")
     return result
+
+
+def _check_parity(path: Path, diff: float, what: str, n: int, export: str) -> None:
+    """Fail loudly, and rename the file to *.failed so nobody deploys it, when it disagrees with PyTorch."""
+    if not diff <= PARITY_TOL:
+        failed = path.with_name(path.name + ".failed")
+        path.replace(failed)
+        raise ExportCheckFailed(
+            f"{failed}: {what} differs from PyTorch by {diff:.3g} (> {PARITY_TOL:g}) on {n} test samples; "
+            f"the {export} is wrong"
+        )
 
 
 def write_c(result: ExportResult) -> None:

@@ -95,7 +95,8 @@ class CandidateEvaluator:
         return self._teacher_logits
 
     # ---- the trial ------------------------------------------------------------------------------
-    def __call__(self, trial: optuna.Trial) -> list[float]:
+    def sample_and_record(self, trial: optuna.Trial) -> tuple[Arch, dict[str, MemoryReport], dict]:
+        """Sample the arch, analyse it on every device and store both with the trial."""
         self.current_trial = trial
         arch = sample(trial, self.study.space, self.inputs, self.classes)
         reports = self.analyse(arch)
@@ -105,6 +106,10 @@ class CandidateEvaluator:
         trial.set_user_attr("summary", arch.summary())
         trial.set_user_attr("memory", per_device)
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        return arch, reports, per_device
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        arch, reports, per_device = self.sample_and_record(trial)
         with warnings.catch_warnings():  # a retried trial inherits the (same) value: Optuna warns
             warnings.simplefilter("ignore")
             trial.set_constraint("fits_a_device", min(overshoot(r) for r in reports.values()))

@@ -23,12 +23,11 @@ import numpy as np
 import optuna
 import pytest
 
-from nas.objective import CandidateEvaluator, figures, overshoot
+from nas.objective import CandidateEvaluator, overshoot
 from nas.results import hypervolume_2d_plus
 from nas.search import open_study, run_search
 from nas.storage import artifact_store
 from nas.study_config import load_study
-from search_spaces import sample
 
 STUDY = Path(__file__).resolve().parents[2] / "studies" / "watch.toml"
 TARGET_RATIO = 3.0
@@ -38,13 +37,7 @@ class NaiveEvaluator(CandidateEvaluator):
     """Plain Optuna + Brevitas: train first, measure memory afterwards."""
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
-        self.current_trial = trial
-        arch = sample(trial, self.study.space, self.inputs, self.classes)
-        reports = self.analyse(arch)
-        per_device = {name: figures(r) for name, r in reports.items()}
-        trial.set_user_attr("arch", arch.to_dict())
-        trial.set_user_attr("summary", arch.summary())
-        trial.set_user_attr("memory", per_device)
+        arch, reports, per_device = self.sample_and_record(trial)
         values = self.train(trial, arch, reports, per_device)
         trial.set_constraint("fits_a_device", min(overshoot(r) for r in reports.values()))
         return values
