@@ -134,6 +134,8 @@ def test_c_model_matches_brevitas_on_the_whole_test_split(trained, watch):
     )
     assert agreement >= 0.99
     assert abs(acc_c - acc_t) <= 0.5
+    # it learned something, so the comparison is not vacuous: 12 epochs, seeds 0-4 reach test
+    # 74.65 / 74.16 / 82.35 / 72.39 / 74.75 % in PyTorch (chance + 10 = 24.3)
     assert acc_t > 100 / arch.classes + 10  # it learned something: the comparison is not vacuous
 
 

@@ -207,7 +207,8 @@ def test_avdigits_audio_is_learnable_on_unseen_voices(av_cache):
     tr, te = ds.train.x["audio"].reshape(len(ds.train), -1), ds.test.x["audio"].reshape(len(ds.test), -1)
     means = np.stack([tr[ds.train.y == c].mean(0) for c in range(10)])
     pred = np.argmin(((te[:, None] - means[None]) ** 2).sum(-1), axis=1)
-    assert (pred == ds.test.y).mean() > 0.3  # chance is 0.1
+    # chance is 0.1; dataset seeds 0-4 (voices drawn, mixing, split): 0.85 / 0.95 / 0.75 / 0.775 / 0.95
+    assert (pred == ds.test.y).mean() > 0.5
 
 
 def test_avdigits_determinism_seeds_and_noise(av_cache):

@@ -11,6 +11,7 @@ On the session's finished smoke study (two devices):
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -18,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from nas.export import _torch_logits, output_lsb
+from nas.parity import AS_WRITTEN, INTEGER_RUNTIME, compare, on_grid, onnxruntime_logits
 from tests.conftest import assert_one_line_error, run_cli, write_smoke_study
 
 DEVICES = ("stm32f446re", "nrf52840")
@@ -41,8 +44,6 @@ def _best(smoke_study, device):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_export_writes_checked_files_for_the_best_trial(exported, smoke_study, device):
-    import onnxruntime as ort
-    import torch
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
 
@@ -64,24 +65,41 @@ def test_export_writes_checked_files_for_the_best_trial(exported, smoke_study, d
     model = load_trained(arch, folder / "weights.pt")
     test = study.dataset.test
     xs = [np.ascontiguousarray(test.x[m], dtype=np.float32) for m in model.modalities]
-    with torch.no_grad():
-        ref = model(dict(zip(model.modalities, map(torch.from_numpy, xs)))).numpy()
+    ref = _torch_logits(model, xs)
 
-    sess = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    (got,) = sess.run(None, dict(zip(model.modalities, xs)))  # the whole test split (dynamic batch)
-    diff = float(np.abs(got - ref).max())
-    print(f"\n[{device}] onnxruntime vs torch on {len(ref)} test samples: max abs diff {diff:.3g}")
-    assert diff <= 1e-4
-    acc = float((got.argmax(1) == test.y).mean())
+    # compared on the logit grid: as written (no graph rewriting) exactly, onnxruntime's int8 kernels within
+    # nas.parity's bounds; the whole test split (dynamic batch)
+    lsb = output_lsb(model)
+
+    def ref64(idx):
+        return _torch_logits(copy.deepcopy(model).double(), [x[idx].astype(np.float64) for x in xs])
+
+    as_written = compare(
+        AS_WRITTEN, "model.onnx", "ort", onnxruntime_logits(folder / "model.onnx", xs, False), ref, lsb, ref64
+    )
+    int8 = compare(
+        INTEGER_RUNTIME, "model.onnx", "ort", onnxruntime_logits(folder / "model.onnx", xs, True), ref, lsb
+    )
+    print(f"\n[{device}] {as_written.describe()}\n[{device}] {int8.describe()}")
+    assert as_written.max_lsb == 0 and int8.passed
+    checks = {(c["file"], c["check"]): c for c in summary["parity"]["checks"]}
+    assert set(checks) == {
+        ("model.onnx", AS_WRITTEN),
+        ("model.qonnx.onnx", AS_WRITTEN),
+        ("model.onnx", INTEGER_RUNTIME),
+    }
+    assert all(c["passed"] and c["samples"] == len(ref) for c in checks.values())
+    assert checks["model.onnx", INTEGER_RUNTIME]["max_lsb"] == int8.max_lsb
+    assert checks["model.onnx", INTEGER_RUNTIME]["top1_agreement"] == int8.top1_agreement
+    acc = float((ref.argmax(1) == test.y).mean())
     assert summary["test"]["accuracy"] == pytest.approx(acc, abs=1e-9)
-    assert summary["parity"]["onnxruntime_max_abs_diff"] <= 1e-4
 
     mw = ModelWrapper(str(folder / "model.qonnx.onnx"))
     assert "Quant" in {n.op_type for n in mw.graph.node}
     assert [i.name for i in mw.graph.input] == list(model.modalities)
     for i in range(3):
         r = execute_onnx(mw, {m: x[i : i + 1] for m, x in zip(model.modalities, xs)})
-        assert float(np.abs(r["logits"] - ref[i : i + 1]).max()) <= 1e-4
+        assert on_grid(r["logits"], ref[i : i + 1], lsb)[0] == 0
 
     # memory: the exported report == the search-time figures == the ONNX file read back
     mem = json.loads((folder / "memory.json").read_text())
@@ -147,14 +165,38 @@ def test_single_device_default_folder_and_finetune(smoke_study, tmp_path):
     assert "Fine-tuned for 1 epoch" in (tmp_path / "ft" / "MODEL_CARD.md").read_text()
 
 
-def test_parity_failure_fails_loudly(smoke_study, tmp_path, monkeypatch):
+@pytest.mark.parametrize("check", [AS_WRITTEN, INTEGER_RUNTIME])
+def test_parity_failure_names_the_check(smoke_study, tmp_path, monkeypatch, check):
+    """A runtime that moves logits off PyTorch's: the export fails, names the check and the size in LSB and
+    logit units, and renames the file so nobody deploys it."""
     import nas.export as ex
+    import nas.parity as parity
     from nas.status import open_existing
 
-    monkeypatch.setattr(ex, "onnxruntime_diff", lambda *a, **k: 0.5)
-    study, _ = open_existing(smoke_study)
-    with pytest.raises(ex.ExportCheckFailed, match="differs from PyTorch by 0.5"):
+    study, ostudy = open_existing(smoke_study)
+    lsb = ex.output_lsb(
+        ex.load_trial_model(study, ex.pick_trial(study, ostudy.get_trials(), "stm32f446re"))[1]
+    )
+    real = parity.onnxruntime_logits
+
+    def shifted(path, xs, rewrite, batch=256):
+        out = real(path, xs, rewrite, batch).copy()
+        if rewrite == (check == INTEGER_RUNTIME):
+            if check == AS_WRITTEN:
+                out[0, 0] += 3 * lsb
+            else:  # every decision moves to another class
+                out[np.arange(len(out)), out.argmax(1)] -= 1000 * lsb
+        return out
+
+    monkeypatch.setattr(parity, "onnxruntime_logits", shifted)
+    with pytest.raises(ex.ExportCheckFailed, match=f"the {check} check failed") as err:
         ex.export_trial(study, "stm32f446re", tmp_path)
+    msg = str(err.value)
+    assert "output LSB" in msg and "in logit units" in msg and "model.onnx.failed" in msg
+    if check == AS_WRITTEN:
+        assert "max 3 output LSB" in msg
+    else:
+        assert "top-1 agreement 0.00%" in msg
     assert (tmp_path / "model.onnx.failed").is_file() and not (tmp_path / "model.onnx").exists()
 
 

@@ -4,11 +4,11 @@ A two-branch model (1D + 2D, mixed 8/4/2-bit weights and activations) is trained
 real data (sklearn's digits: the 8x8 image as the 2D modality, its row and column sums as a
 (2, 8) 1D modality), put in ``eval()`` mode, then exported
 
-* to ONNX QCDQ (``brevitas.export.export_onnx_qcdq``) and run with onnxruntime, with graph
-  optimisations off and at the default (all) level: max |ORT - torch| <= 1e-4 on real held-out
-  samples (measured: 0);
+* to ONNX QCDQ (``brevitas.export.export_onnx_qcdq``) and run with onnxruntime: with graph
+  optimisations off (the file as written) the logits equal PyTorch's on the output grid (0 LSB);
+  at the default level (int8 kernels, their own rounding) within ``nas.parity``'s bounds;
 * to QONNX (``brevitas.export.export_qonnx``) and run with ``qonnx.core.onnx_exec.execute_onnx``
-  after ``qonnx.util.cleanup.cleanup_model``: same tolerance (measured: 0).
+  after ``qonnx.util.cleanup.cleanup_model``: 0 LSB.
 
 Two fusion variants: channel concat, and gating (QuantSigmoid, elementwise mul) + sum of linear
 projections, so QuantSigmoid / QuantMul / QuantAdd export is covered too.
@@ -29,9 +29,10 @@ What parity needs (found while writing this test):
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
@@ -39,9 +40,18 @@ from onnx import numpy_helper
 from sklearn.datasets import load_digits
 from torch import nn
 
+from nas.parity import AS_WRITTEN, INTEGER_RUNTIME, compare, onnxruntime_logits
 from search_spaces import quant as Q
 
-TOL = 1e-4
+
+def _ref64(model, seq, img):
+    """PyTorch in float64 on some samples: settles float32 rounding ties (nas.parity.settle_ties)."""
+
+    def run(idx):
+        with torch.no_grad():
+            return copy.deepcopy(model).double()(seq[idx].double(), img[idx].double()).numpy()
+
+    return run
 
 
 def digits_tensors():
@@ -120,9 +130,9 @@ class TinyNet(nn.Module):
         return self.head(x)
 
 
-def train_few_steps(model, seq, img, y, steps=120, batch=64, seed=0):
+def train_few_steps(model, seq, img, y, steps=200, batch=64, seed=0, lr=5e-3):
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     losses = []
     for _ in range(steps):
@@ -148,7 +158,11 @@ def trained(request, data):
     model = TinyNet(request.param)
     losses = train_few_steps(model, seq[:1400], img[:1400], y[:1400])
     assert np.isfinite(losses).all()
-    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.3  # it learns (past the observation phase)
+    # It learns (past the observation phase). Drop of the mean loss, first 10 steps to last 10, seeds 0-4
+    # (torch.manual_seed and the batch generator) on this project's 2-core machine: concat 0.98 / 1.48 /
+    # 1.20 / 1.02 / 1.26, gated_sum 1.26 / 0.83 / 1.50 / 0.89 / 1.13. (120 steps at lr 1e-2, before:
+    # 0.19 / 1.23 / 1.13 / 0.60 / 0.59 and 0.70 / 0.88 / -0.01 / 0.43 / 1.03: not a test.)
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.5
     return request.param, model
 
 
@@ -245,15 +259,22 @@ def test_qcdq_onnxruntime_parity(trained, data, tmp_path):
     )
     assert not model.training  # export restores the mode
 
-    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
-        so = ort.SessionOptions()
-        so.graph_optimization_level = level
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        (out,) = sess.run(None, {"seq": seq.numpy(), "img": img.numpy()})
-        diff = float(np.abs(out - ref).max())
-        print(f"\n[{fusion}] QCDQ onnxruntime ({level.name}) vs torch: max abs diff {diff:.3g}")
-        assert diff <= TOL
+    lsb = float(Q.quant_params(model.head[-1])["scale"])
+    xs = [seq.numpy(), img.numpy()]
+    for check, rewrite in ((AS_WRITTEN, False), (INTEGER_RUNTIME, True)):
+        c = compare(
+            check,
+            path,
+            "onnxruntime",
+            onnxruntime_logits(path, xs, rewrite),
+            ref,
+            lsb,
+            _ref64(model, seq, img),
+        )
+        print(f"\n[{fusion}] QCDQ, {check}: {c.describe()}")
+        assert c.passed
+        if check == AS_WRITTEN:
+            assert c.max_lsb == 0
 
     # The integer parameters the C generator reads are those of the graph.
     graph = onnx.load(str(path)).graph
@@ -289,9 +310,10 @@ def test_qonnx_execute_parity(trained, data, tmp_path):
     names = [i.name for i in mw.graph.input]
     assert len(names) == 2
     res = execute_onnx(mw, {names[0]: seq.numpy(), names[1]: img.numpy()})
-    diff = float(np.abs(res[mw.graph.output[0].name] - ref).max())
-    print(f"\n[{fusion}] QONNX execute_onnx vs torch: max abs diff {diff:.3g}")
-    assert diff <= TOL
+    lsb = float(Q.quant_params(model.head[-1])["scale"])
+    c = compare(AS_WRITTEN, path, "qonnx", res[mw.graph.output[0].name], ref, lsb, _ref64(model, seq, img))
+    print(f"\n[{fusion}] QONNX: {c.describe()}")
+    assert c.max_lsb == 0
 
 
 def test_lsq_fake_quant_gradients_match_autograd_reference():

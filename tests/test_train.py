@@ -101,13 +101,16 @@ def watch_run(watch, watch_arch):
 
 def test_training_learns_on_watch_and_reports_the_contract(watch, watch_run):
     r = watch_run
-    assert r.metrics["accuracy"] > 0.4  # 7 classes: chance is ~0.14
+    # 7 classes, chance ~0.14. Seeds 0-4 of this run (quick(), 3 epochs, 480 samples) on this project's
+    # 2-core machine: 0.517 / 0.337 / 0.353 / 0.455 / 0.365; the tests run seed 0.
+    assert r.metrics["accuracy"] > 0.25
     assert set(r.metrics) == set(metric_names(7)) == {"accuracy", "balanced_accuracy", "macro_f1"}
     assert r.epochs_run == 3 and r.stopped_by == "budget" and 1 <= r.best_epoch <= 3
     assert len(r.history) == 3 and [h["epoch"] for h in r.history] == [1, 2, 3]
     for h in r.history:
         assert {"epoch", "loss", "val_accuracy", "val_balanced_accuracy", "val_macro_f1"} <= set(h)
-    assert r.history[-1]["loss"] < r.history[0]["loss"]
+    # the loss fell by 0.79 / 0.55 / 0.63 / 0.73 / 0.68 over the three epochs for seeds 0-4
+    assert r.history[-1]["loss"] < r.history[0]["loss"] - 0.2
     assert r.metrics["accuracy"] == max(h["val_accuracy"] for h in r.history)
     assert r.history[r.best_epoch - 1]["val_accuracy"] == r.metrics["accuracy"]
     assert r.n_train == 480 and not r.distilled and r.seconds > 0
@@ -119,7 +122,8 @@ def test_training_learns_on_avdigits(avdigits):
     # all 1200 training samples: on a few hundred this tiny net (no normalization layers, like every
     # point of the space) can sit on the chance plateau for several epochs
     r = train_candidate(arch, avdigits, quick(distill=False, epochs=4, max_train_samples=None))
-    assert r.metrics["accuracy"] > 0.3, r.history  # 10 classes: chance is 0.1
+    # 10 classes, chance 0.1; seeds 0-4: 0.839 / 0.528 / 0.458 / 0.267 / 0.506 (the plateau is real)
+    assert r.metrics["accuracy"] > 0.2, r.history
 
 
 def test_same_seed_same_result_other_seed_differs(watch, watch_arch, watch_run):
@@ -179,7 +183,7 @@ def test_distillation_uses_the_given_rows_and_never_runs_a_teacher(watch, watch_
     assert calls["float"] == 0 and calls["quantized"] > 0  # no teacher (float model) forward pass, ever
     assert r.distilled and all("loss_kd" in h for h in r.history)
     assert r.history[0]["loss"] == pytest.approx(r.history[0]["loss_kd"], rel=1e-9)  # alpha = 1
-    assert r.metrics["accuracy"] > 0.4
+    assert r.metrics["accuracy"] > 0.25  # seeds 0-4: 0.521 / 0.332 / 0.353 / 0.475 / 0.358; chance ~0.14
     # the distillation term changes the loss from the plain run with the same seed
     assert r.history[0]["loss"] != watch_run.history[0]["loss"]
     # distill=False ignores teacher logits
