@@ -307,7 +307,7 @@ def _heuristic(bufs, node_ops, hill, growth, made, waits, spans, r0, explored) -
     unrun readers drop to one: O(n log n) in all, where a scan of every chain per step was quadratic
     on graphs with thousands of parallel branches.
     """
-    size, pinned, consumers, op_in, op_new = bufs.size, bufs.pinned, bufs.consumers, bufs.op_in, bufs.op_new
+    size, pinned, consumers, op_in = bufs.size, bufs.pinned, bufs.consumers, bufs.op_in
     N = len(node_ops)
     node_of = [0] * bufs.n_ops
     chain_of = [0] * N
