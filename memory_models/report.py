@@ -6,7 +6,8 @@ Three SRAM figures, so users can see what each formula gets wrong:
   and inputs held while other branches run, so it underestimates multi-branch nets);
 - `peak_sram_bytes`: the true peak of live tensor bytes under the chosen schedule (a lower bound for
   any allocator);
-- `arena_bytes`: the planned arena, the number the exported C code allocates and fits are checked on.
+- `arena_bytes`: the planned arena, the number the exported C code allocates and fits are checked on;
+  `arena_over_peak` says how far the planner is from the peak, its lower bound (1.0: optimal).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ class MemoryReport:
         return self.arena_bytes + self.runtime_ram_bytes
 
     @property
+    def arena_over_peak(self) -> float:
+        return self.plan.over_lower_bound
+
+    @property
     def schedule(self) -> list[str]:
         ops = self.graph.ops
         return [ops[i].name for i in self.schedule_.order]
@@ -134,6 +139,9 @@ class MemoryReport:
             "flash": self.flash.to_dict(),
             "peak_sram_bytes": self.peak_sram_bytes,
             "arena_bytes": self.arena_bytes,
+            "arena_lower_bound_bytes": self.plan.lower_bound,
+            "arena_over_peak": round(self.arena_over_peak, 4),
+            "arena_planner": self.plan.method,
             "sram_bytes": self.sram_bytes,
             "runtime_ram_bytes": self.runtime_ram_bytes,
             "naive_peak_sram_bytes": self.naive_peak_sram_bytes,
@@ -158,7 +166,7 @@ def evaluate(graph: OpGraph, device: Device, target: dict[str, str] | str | None
     runtime = device.runtime
     bufs = compile_buffers(graph, device)
     sched = best_schedule(bufs)
-    plan = plan_arena(bufs, sched.order)
+    plan = plan_arena(bufs, sched.order, sched.peak)
     flash = flash_breakdown(bufs, runtime)
 
     parts = {

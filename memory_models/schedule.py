@@ -20,6 +20,7 @@ is returned, and the report says `heuristic`.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from .buffers import Buffers, lifetimes
@@ -220,24 +221,37 @@ def best_schedule(bufs: Buffers, state_limit: int = EXACT_STATE_LIMIT) -> Schedu
     N = len(node_ops)
 
     pred_mask = [0] * N  # only a chain's first node (or a lone op) waits on other nodes
+    waits: list[list[int]] = [[] for _ in range(N)]  # the same, as node lists (for the heuristic)
     for lo in chain_lo:
         for q in bufs.op_preds[node_ops[lo][0]]:
             pred_mask[lo] |= 1 << node_of[q]
+            if node_of[q] not in waits[lo]:
+                waits[lo].append(node_of[q])
     made = [0] * N  # lone ops: bytes they leave resident
     frees: list[list[tuple[int, int]]] = [[] for _ in range(N)]  # lone ops: (bytes, readers' nodes) of inputs
+    readers_of: dict[int, int] = {}  # buffer -> mask of its readers' nodes, built once per buffer
     for j, g in enumerate(growth):
         if g is None:
             o = node_ops[j][0]
             made[j] = sum(size[b] for b in op_new[o] if consumers[b] or pinned[b])
             for b in op_in[o]:
                 if not pinned[b]:
-                    m = 0
-                    for c in consumers[b]:
-                        m |= 1 << node_of[c]
+                    m = readers_of.get(b)
+                    if m is None:
+                        m = 0
+                        for c in consumers[b]:
+                            m |= 1 << node_of[c]
+                        readers_of[b] = m
                     frees[j].append((size[b], m))
 
     r0 = sum(size[b] for b in bufs.inputs)
     spans = [(lo, hi, (1 << (hi - lo)) - 1) for lo, hi in zip(chain_lo, chain_hi)]
+    heuristic = (bufs, node_ops, hill, growth, made, waits, spans, r0)
+    # k chains ready at the start give at least 1 + k + k(k-1)/2 states in the first two layers; when
+    # that alone is over the limit the search below would give up anyway, after O(k^3) work.
+    k = sum(1 for lo in chain_lo if not pred_mask[lo])
+    if 1 + k + k * (k - 1) // 2 > state_limit:
+        return _heuristic(*heuristic, 1 + k + k * (k - 1) // 2)
     best: dict[int, tuple[int, int, int, int]] = {0: (r0, r0, -1, -1)}
     layer = [0]
     explored = 1
@@ -269,10 +283,10 @@ def best_schedule(bufs: Buffers, state_limit: int = EXACT_STATE_LIMIT) -> Schedu
                     R2 = R + g
                 if cur is None:
                     nxt.append(nm)
+                    if explored + len(nxt) > state_limit:  # would be over at the layer's end too
+                        return _heuristic(*heuristic, explored + len(nxt))
                 best[nm] = (p, R2, mask, j)
         explored += len(nxt)
-        if explored > state_limit:
-            return _heuristic(bufs, node_ops, hill, growth, made, frees, pred_mask, spans, r0, explored)
         layer = nxt
 
     order: list[int] = []
@@ -285,31 +299,88 @@ def best_schedule(bufs: Buffers, state_limit: int = EXACT_STATE_LIMIT) -> Schedu
     return Schedule(order, peak, "exact", explored)
 
 
-def _heuristic(bufs, node_ops, hill, growth, made, frees, pred_mask, spans, r0, explored) -> Schedule:
-    """List scheduling by the exchange order; the better of it and the listed order is kept."""
-    mask, R = 0, r0
+def _heuristic(bufs, node_ops, hill, growth, made, waits, spans, r0, explored) -> Schedule:
+    """List scheduling by the exchange order; the better of it and the listed order is kept.
+
+    Ready nodes wait in a heap by (priority, chain). A lone op's priority depends on which of its
+    inputs it frees, i.e. on whether it is the last unrun reader, so it is re-queued when a buffer's
+    unrun readers drop to one: O(n log n) in all, where a scan of every chain per step was quadratic
+    on graphs with thousands of parallel branches.
+    """
+    size, pinned, consumers, op_in = bufs.size, bufs.pinned, bufs.consumers, bufs.op_in
+    N = len(node_ops)
+    node_of = [0] * bufs.n_ops
+    chain_of = [0] * N
+    for j, ops in enumerate(node_ops):
+        for o in ops:
+            node_of[o] = j
+    for c, (lo, hi, _) in enumerate(spans):
+        for j in range(lo, hi):
+            chain_of[j] = c
+    # Unrun reader nodes per buffer (lone ops only care about their non-pinned inputs).
+    readers: dict[int, set[int]] = {}
+    for j, g in enumerate(growth):
+        if g is None:
+            for b in op_in[node_ops[j][0]]:
+                if not pinned[b] and b not in readers:
+                    readers[b] = {node_of[c] for c in consumers[b]}
+    lone_inputs = {
+        j: [b for b in op_in[node_ops[j][0]] if not pinned[b]] for j, g in enumerate(growth) if g is None
+    }
+    readers_in = {}  # buffer -> lone nodes that read it
+    for j, bs in lone_inputs.items():
+        for b in bs:
+            readers_in.setdefault(b, []).append(j)
+    dependents: list[list[int]] = [[] for _ in range(N)]
+    missing = [len(w) for w in waits]
+    for j, w in enumerate(waits):
+        for q in w:
+            dependents[q].append(j)
+
+    def growth_now(j: int) -> int:
+        g = growth[j]
+        if g is not None:
+            return g
+        return made[j] - sum(size[b] for b in lone_inputs[j] if readers[b] <= {j})
+
+    done = [False] * N
+    version = [0] * N
+    heap: list[tuple[tuple[int, int], int, int, int]] = []
+
+    def push(j: int) -> None:
+        version[j] += 1
+        heapq.heappush(heap, (priority(hill[j], growth_now(j)), chain_of[j], j, version[j]))
+
+    queued = [False] * N
+    for lo, _, _ in spans:
+        if not missing[lo]:
+            queued[lo] = True
+            push(lo)
     order: list[int] = []
-    nxt = [lo for lo, _, _ in spans]
-    while True:
-        choice = None
-        for c, (_, hi, _) in enumerate(spans):
-            j = nxt[c]
-            if j >= hi or pred_mask[j] & ~mask:
-                continue
-            g = growth[j]
-            if g is None:
-                nm = mask | (1 << j)
-                g = made[j] - sum(sz for sz, readers in frees[j] if not readers & ~nm)
-            key = priority(hill[j], g)
-            if choice is None or key < choice[0]:
-                choice = (key, c, j, g)
-        if choice is None:
-            break
-        _, c, j, g = choice
-        mask |= 1 << j
-        R += g
-        nxt[c] += 1
+    while heap:
+        _, c, j, v = heapq.heappop(heap)
+        if v != version[j] or done[j]:
+            continue
+        done[j] = True
         order.extend(node_ops[j])
+        for o in node_ops[j]:
+            for b in op_in[o]:
+                rs = readers.get(b)
+                if rs is not None and j in rs:
+                    rs.discard(j)
+                    if len(rs) == 1:
+                        (y,) = rs
+                        if queued[y] and not done[y]:
+                            push(y)  # y now frees b: its priority changed
+        _, hi, _ = spans[c]
+        if j + 1 < hi:
+            queued[j + 1] = True
+            push(j + 1)
+        for d in dependents[j]:
+            missing[d] -= 1
+            if not missing[d]:
+                queued[d] = True
+                push(d)
     given = list(range(bufs.n_ops))
     peak, given_peak = peak_of_order(bufs, order), peak_of_order(bufs, given)
     if given_peak < peak:

@@ -12,9 +12,14 @@ import time
 import pytest
 
 from memory_models import evaluate, get_device
+from memory_models.arena import plan_arena
+from memory_models.buffers import compile_buffers
+from memory_models.schedule import best_schedule
 from tests.graphs import late_fusion
+from tests.test_arena_planner import NO_IM2COL, mobilenet_96, multi_branch_archs, wide_graph
 
 TARGET_PER_SECOND = 5000
+WIDE_10K_SECONDS = 2.0  # issue 17: 10,001 ops (5,000 x 2 parallel branches) in under 2 s
 
 
 def realistic_graphs(n: int, seed: int = 0):
@@ -67,4 +72,73 @@ def test_memory_analyses_per_second():
     print(
         f"\nmemory analyses: {rate:,.0f}/s on one core (mean {ops:.1f} ops/graph, schedulers {sorted(methods)})"
     )
+    print(
+        "cost per analysis: " + ", ".join(f"{k} {v:.0f} us" for k, v in phase_costs(graphs, device).items())
+    )
     assert rate >= TARGET_PER_SECOND
+
+
+def phase_costs(graphs, device, reps: int = 3) -> dict[str, float]:
+    """Microseconds per analysis in each stage (best of `reps`), to see where the time goes."""
+    bufs = [compile_buffers(g, device) for g in graphs]
+    scheds = [best_schedule(b) for b in bufs]
+
+    def best_of(f):
+        t = min(_timed(f) for _ in range(reps))
+        return 1e6 * t / len(graphs)
+
+    return {
+        "buffers": best_of(lambda: [compile_buffers(g, device) for g in graphs]),
+        "schedule": best_of(lambda: [best_schedule(b) for b in bufs]),
+        "arena plan": best_of(lambda: [plan_arena(b, s.order, s.peak) for b, s in zip(bufs, scheds)]),
+    }
+
+
+def _timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+@pytest.mark.bench
+def test_wide_graphs_analyse_in_near_linear_time():
+    device = get_device("stm32f446re")
+    rows = []
+    for branches in (250, 500, 1000, 5000):
+        g = wide_graph(branches)
+        t0 = time.perf_counter()
+        r = evaluate(g, device)
+        dt = time.perf_counter() - t0
+        rows.append((branches, len(g.ops), dt))
+        print(
+            f"\nwide graph: {branches:,} branches ({len(g.ops):,} ops) in {dt:.2f} s, "
+            f"arena/peak {r.arena_over_peak:.3f} ({r.plan.method}; {r.schedule_.method.split(';')[0]})",
+            end="",
+        )
+    print()
+    assert rows[-1][2] < WIDE_10K_SECONDS
+
+
+@pytest.mark.bench
+def test_arena_planner_quality():
+    """Issue 16's targets: every chain at its peak, >= 95% of multi-branch preset archs within 2%."""
+    from search_spaces import presets
+
+    r = evaluate(mobilenet_96(), NO_IM2COL)
+    print(
+        f"\nMobileNet 96x96 chain ({len(r.graph.ops)} ops): arena {r.arena_bytes:,} B, peak "
+        f"{r.peak_sram_bytes:,} B ({r.plan.method})"
+    )
+    assert r.arena_bytes == r.peak_sram_bytes
+    for preset in sorted(presets()):
+        graphs = list(multi_branch_archs(preset, 500))
+        t0 = time.perf_counter()
+        ratios = [evaluate(g, get_device("stm32f446re")).arena_over_peak for g in graphs]
+        dt = time.perf_counter() - t0
+        near = sum(x <= 1.02 for x in ratios) / len(ratios)
+        exact = sum(x == 1 for x in ratios) / len(ratios)
+        print(
+            f"preset {preset}: {len(ratios)} multi-branch archs, arena <= 1.02 x peak: {near:.1%}, "
+            f"== peak: {exact:.1%}, worst {max(ratios):.3f}, {1e6 * dt / len(ratios):.0f} us/analysis"
+        )
+        assert near >= 0.95
