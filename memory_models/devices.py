@@ -7,6 +7,7 @@ file's `estimates` table, with where it comes from.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from functools import cache
 from importlib import resources
@@ -75,6 +76,7 @@ class Runtime(_Strict):
 
 class Device(_Strict):
     name: str
+    aliases: list[str] = Field(default_factory=list, description="other names people type for it")
     description: str
     core: str
     cores: PositiveInt = 1
@@ -239,10 +241,30 @@ def catalogue(extra_files: list[str | Path] | tuple = ()) -> dict[str, Device]:
     return devices
 
 
+def _key(name: str) -> str:
+    """Case, spaces, dashes and underscores do not tell boards apart: `Nano-33 BLE` is `nano33ble`."""
+    return re.sub(r"[^0-9a-z]", "", name.lower())
+
+
+def resolve_device_name(name: str, devices: dict[str, Device], prefix: str = "") -> str:
+    """The catalogue id for what a person typed: the id, one of its `aliases`, or a prefix of either
+    that only one device has (`stm32f7` -> stm32f746zg; `stm32` names several and says which)."""
+    if name in devices:
+        return name
+    key = _key(name)
+    names = {d.name: {_key(d.name), *map(_key, d.aliases)} for d in devices.values()}
+    for match in (lambda k: k == key, lambda k: k.startswith(key)):
+        found = sorted(n for n, keys in names.items() if key and any(map(match, keys)))
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise InputError(f"{prefix}device {name!r} is ambiguous: it could be {', '.join(found)}")
+    raise InputError(
+        f"{prefix}unknown device {name!r} (known: {', '.join(sorted(devices))}; `m2nas devices` lists their aliases; "
+        "add your own with --devices FILE)"
+    )
+
+
 def get_device(name: str, extra_files: list[str | Path] | tuple = ()) -> Device:
     devices = catalogue(extra_files)
-    if name not in devices:
-        raise InputError(
-            f"unknown device {name!r} (known: {', '.join(sorted(devices))}; add your own with --devices FILE)"
-        )
-    return devices[name]
+    return devices[resolve_device_name(name, devices)]

@@ -68,7 +68,8 @@ def devices(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
         print(json.dumps([d.model_dump() for d in cat.values()], indent=1))
         return
     table = Table(title="m2nas devices")
-    for col in ("name", "core", "MHz", "memory levels", "default target", "MAC/cycle (8/4/2-bit)"):
+    table.add_column("name (aliases)", overflow="fold", min_width=14)  # aliases fold, never cut
+    for col in ("core", "MHz", "memory levels", "default target", "MAC/cycle (8/4/2-bit)"):
         table.add_column(col)
     for d in cat.values():
         levels = ", ".join(
@@ -77,7 +78,7 @@ def devices(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
         target = ", ".join(f"{k}={v}" for k, v in d.default_target.items())
         macs = "/".join(f"{d.macs_per_cycle[b]:g}" for b in ("8", "4", "2"))
         table.add_row(
-            d.name,
+            "\n".join([d.name, *(f"  {a}" for a in d.aliases)]),
             f"{d.core} x{d.cores}" if d.cores > 1 else d.core,
             f"{d.clock_mhz:g}",
             levels,

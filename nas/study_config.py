@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from memory_models.devices import Device, catalogue, parse_target
+from memory_models.devices import Device, catalogue, parse_target, resolve_device_name
 from memory_models.errors import InputError
 from search_spaces.space import SearchSpace, space_from_dict
 
@@ -174,11 +174,7 @@ class Study:
         self.devices: dict[str, Device] = {}
         self.targets: dict[str, dict[str, str]] = {}
         for i, entry in enumerate(cfg.devices):
-            if entry.name not in known:
-                raise InputError(
-                    f"{src}: devices[{i}].name: unknown device {entry.name!r} (known: {', '.join(sorted(known))})"
-                )
-            dev = known[entry.name]
+            dev = known[resolve_device_name(entry.name, known, f"{src}: devices[{i}].name: ")]
             if entry.limits:
                 names = [lv.name for lv in dev.levels]
                 for level in entry.limits:

@@ -44,7 +44,9 @@ def test_memory_not_fitting_is_a_normal_answer(cli, tmp_path):
 def test_memory_bad_input(cli, tmp_path):
     f = tmp_path / "g.json"
     f.write_text(two_branch_graph().to_json())
-    assert_one_line_error(cli("memory", f, "-d", "stm32"), "unknown device 'stm32'")
+    assert_one_line_error(cli("memory", f, "-d", "stm32f999"), "unknown device 'stm32f999'")
+    assert_one_line_error(cli("memory", f, "-d", "stm32"), "'stm32' is ambiguous", "stm32f446re, stm32f746zg")
+    assert cli("memory", f, "-d", "f746", "--json").code == 0  # an alias, as people type it
     assert_one_line_error(
         cli("memory", f, "-d", "stm32f446re", "-t", "all=L1"), "target.all: 'L1' is not a memory level"
     )

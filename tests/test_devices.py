@@ -137,8 +137,43 @@ def test_malformed_device_files_name_file_and_field(tmp_path, edit, message):
 
 
 def test_unknown_device_lists_known_ones():
-    with pytest.raises(InputError, match="unknown device 'stm32' .*stm32f446re"):
+    with pytest.raises(InputError, match="unknown device 'stm32f999' .*stm32f446re"):
+        get_device("stm32f999")
+
+
+@pytest.mark.parametrize(
+    "typed, name",
+    [
+        ("stm32f746", "stm32f746zg"),
+        ("f746", "stm32f746zg"),
+        ("STM32F746ZG", "stm32f746zg"),
+        ("stm32f7", "stm32f746zg"),  # a prefix only one device has
+        ("nano33ble", "nrf52840"),
+        ("arduino-nano-33-ble-sense", "nrf52840"),
+        ("Arduino Nano 33 BLE Sense", "nrf52840"),
+        ("pi4", "rpi4b"),
+        ("gapuino", "gap8"),
+        ("pico", "rp2040"),
+    ],
+)
+def test_devices_answer_to_the_names_people_type(typed, name):
+    assert get_device(typed).name == name
+
+
+def test_an_ambiguous_name_lists_the_candidates():
+    with pytest.raises(
+        InputError, match=r"'stm32' is ambiguous: it could be stm32f446re, stm32f746zg, stm32h743$"
+    ):
         get_device("stm32")
+
+
+def test_aliases_name_one_device_each():
+    from memory_models.devices import _key, builtin_devices
+
+    owner: dict[str, str] = {}
+    for dev in builtin_devices().values():
+        for key in {_key(dev.name), *map(_key, dev.aliases)}:
+            assert owner.setdefault(key, dev.name) == dev.name, (key, owner[key], dev.name)
 
 
 def test_cli_devices_table_and_json(cli, tmp_path):
