@@ -32,9 +32,9 @@ import torch
 from memory_models import evaluate
 from memory_models.devices import get_device
 from memory_models.errors import InputError
-from nas.codegen import lower, write_c_model
-from nas.codegen.harness import compile_harness, run_harness, torch_int_logits, write_inputs
-from nas.codegen.packing import fixed_point, pack, unpack
+from nas.export.c import lower, write_c_model
+from nas.export.c.harness import compile_harness, run_harness, torch_int_logits, write_inputs
+from nas.export.c.packing import fixed_point, pack, unpack
 from search_spaces import Arch, build, graph, load_space, sample_random
 from search_spaces.arch import Block, Branch, Fusion, Head, layers_in_block
 

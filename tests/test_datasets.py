@@ -578,7 +578,7 @@ def test_describe_and_datasets_command(tmp_path, monkeypatch, capsys):
     s = describe("watch", {"window_s": 1.0})
     assert s["modalities"] == {"acc": [3, 50], "gyro": [3, 50]} and len(s["classes"]) == 7
     monkeypatch.setenv("M2NAS_CACHE", str(tmp_path))
-    from nas.data.cli import datasets_command
+    from nas.cli.datasets import datasets_command
 
     datasets_command(json_out=True)
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}

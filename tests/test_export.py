@@ -32,8 +32,8 @@ def exported(smoke_study, tmp_path_factory):
 
 
 def _best(smoke_study, device):
-    from nas.results import best_trial
-    from nas.status import open_existing
+    from nas.engine.results import best_trial
+    from nas.engine.status import open_existing
 
     study, ostudy = open_existing(smoke_study)
     return study, best_trial(ostudy.get_trials(deepcopy=False), device, study.cfg.objectives.metric)
@@ -134,8 +134,8 @@ def test_single_device_default_folder_and_finetune(smoke_study, tmp_path):
     folder = tmp_path / "export" / "smoke" / "nrf52840"
     assert (folder / "model.onnx").is_file() and (folder / "MODEL_CARD.md").is_file()
 
-    from nas.export import export_trial
-    from nas.status import open_existing
+    from nas.engine.status import open_existing
+    from nas.export.trial import export_trial
 
     study, _ = open_existing(smoke_study)
     r = export_trial(study, "stm32f446re", tmp_path / "ft", finetune_epochs=1)
@@ -148,8 +148,8 @@ def test_single_device_default_folder_and_finetune(smoke_study, tmp_path):
 
 
 def test_parity_failure_fails_loudly(smoke_study, tmp_path, monkeypatch):
-    import nas.export as ex
-    from nas.status import open_existing
+    import nas.export.trial as ex
+    from nas.engine.status import open_existing
 
     monkeypatch.setattr(ex, "onnxruntime_diff", lambda *a, **k: 0.5)
     study, _ = open_existing(smoke_study)

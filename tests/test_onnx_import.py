@@ -1,4 +1,4 @@
-"""ONNX -> OpGraph (`nas.onnx_import`, `m2nas memory MODEL.onnx`).
+"""ONNX -> OpGraph (`memory_models.onnx_import`, `m2nas memory MODEL.onnx`).
 
 * Hand-built float models (onnx.helper, no torch) whose figures are worked out here by hand: op kinds,
   parameters, MACs, flash breakdown, tensor bytes, peak activations and the arena.
@@ -20,7 +20,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from memory_models import evaluate, get_device
 from memory_models.errors import InputError
-from nas.onnx_import import graph_from_onnx
+from memory_models.onnx_import import graph_from_onnx
 from tests.conftest import assert_one_line_error, run_cli
 
 DEVICE = "stm32f446re"  # m2nas-c runtime: 4-byte alignment, im2col of 1 column, 8-byte requant pairs

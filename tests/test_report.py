@@ -38,8 +38,8 @@ def rich_study(smoke_study, tmp_path_factory) -> Path:
     import optuna
     from optuna.trial import TrialState, create_trial
 
-    from nas.results import status_of
-    from nas.study_config import load_study
+    from nas.config.study import load_study
+    from nas.engine.results import status_of
 
     path = copy_study(smoke_study, tmp_path_factory.mktemp("rich") / "study")
     study = load_study(path)
@@ -64,7 +64,7 @@ def rich_study(smoke_study, tmp_path_factory) -> Path:
 
 
 def trials_of(path):
-    from nas.report_data import load_trials
+    from nas.report.data import load_trials
 
     return load_trials(path, None)
 
@@ -109,9 +109,9 @@ def test_report_default_path_is_beside_the_study(smoke_study, tmp_path):
 
 
 def test_plotted_points_per_status_equal_the_counts(rich_study):
-    from nas.report import groups_figure, history_figure, pareto_figure
-    from nas.report_data import candidate_rows
-    from nas.results import count
+    from nas.engine.results import count
+    from nas.report.data import candidate_rows
+    from nas.report.page import groups_figure, history_figure, pareto_figure
 
     study, trials, _ = trials_of(rich_study)
     c = count(trials)
@@ -137,7 +137,7 @@ def test_plotted_points_per_status_equal_the_counts(rich_study):
 
 
 def test_history_best_so_far_and_hypervolume(rich_study):
-    from nas.report_data import candidate_rows, history
+    from nas.report.data import candidate_rows, history
 
     study, trials, _ = trials_of(rich_study)
     rows = candidate_rows(study, trials)
@@ -150,8 +150,8 @@ def test_history_best_so_far_and_hypervolume(rich_study):
 
 
 def test_best_model_layer_breakdown_adds_up(rich_study):
-    from nas.report_data import layer_table
-    from nas.results import best_trial
+    from nas.engine.results import best_trial
+    from nas.report.data import layer_table
     from search_spaces import Arch
 
     study, trials, _ = trials_of(rich_study)
@@ -182,7 +182,7 @@ def free_port() -> int:
 def test_bad_inputs_are_one_line(smoke_study, tmp_path):
     import optuna
 
-    from nas.study_config import load_study
+    from nas.config.study import load_study
 
     never = tmp_path / "never"
     never.mkdir()
@@ -243,7 +243,7 @@ PLOTS_JS = """() => [...document.querySelectorAll('.plotly-graph-div')].map(gd =
 
 
 def test_report_in_chromium(browser, rich_study, tmp_path):
-    from nas.results import count
+    from nas.engine.results import count
 
     out = tmp_path / "report.html"
     r = run_cli("report", rich_study, "--out", out)
@@ -312,7 +312,7 @@ def dashboard_server(smoke_study):
 
 
 def test_dashboard_in_chromium(browser, dashboard_server, smoke_study, tmp_path):
-    from nas.results import count, status_of
+    from nas.engine.results import count, status_of
 
     base, proc = dashboard_server
     _, trials, _ = trials_of(smoke_study)

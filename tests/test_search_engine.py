@@ -16,7 +16,7 @@ import optuna
 import pytest
 
 from memory_models import evaluate
-from nas.results import count, status_of
+from nas.engine.results import count, status_of
 from search_spaces import Arch, graph
 from tests.conftest import assert_one_line_error, run_cli, write_smoke_study
 
@@ -24,7 +24,7 @@ PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
 
 def load_trials(study_file: str, storage: str | None = None) -> list[optuna.trial.FrozenTrial]:
-    from nas.status import open_existing
+    from nas.engine.status import open_existing
 
     _, ostudy = open_existing(study_file, storage)
     return ostudy.get_trials(deepcopy=False)
@@ -43,7 +43,7 @@ def test_smoke_study_records_every_candidate_with_its_figures_and_artifacts(smok
     import torch
     from optuna.artifacts import download_artifact
 
-    from nas.status import open_existing
+    from nas.engine.status import open_existing
     from search_spaces import build
 
     study, ostudy = open_existing(smoke_study)
@@ -125,8 +125,8 @@ def test_status_shows_counts_and_a_front_per_device(smoke_study, cli):
 def test_no_rejected_candidate_is_ever_trained(tmp_path, monkeypatch):
     """Wrap the trainer: every arch it is handed must fit a device; rejected archs never reach it."""
     import nas.train
-    from nas.search import run_search
-    from nas.study_config import load_study
+    from nas.config.study import load_study
+    from nas.engine.search import run_search
 
     path = write_smoke_study(tmp_path, trials=3)
     text = Path(path).read_text().replace('limits = { flash = "5K" }', 'limits = { flash = "4600" }')
@@ -365,7 +365,7 @@ def test_missing_study_file_and_unreachable_storage(tmp_path, cli):
 def test_study_can_choose_the_modalities(tmp_path):
     import random
 
-    from nas.study_config import load_study
+    from nas.config.study import load_study
     from search_spaces import sample_random
 
     path = Path(write_smoke_study(tmp_path))

@@ -15,8 +15,6 @@ import torch
 
 from memory_models.errors import InputError
 from nas.data import Split, load_dataset
-from nas.metrics import classification_metrics, metric_names
-from nas.teacher import TeacherConfig, get_teacher, teacher_arch
 from nas.train import (
     TrainConfig,
     TrainingFailed,
@@ -26,6 +24,8 @@ from nas.train import (
     stratified_subset,
     train_candidate,
 )
+from nas.train.metrics import classification_metrics, metric_names
+from nas.train.teacher import TeacherConfig, get_teacher, teacher_arch
 from search_spaces.arch import Arch, Block, Branch, Fusion, Head
 from search_spaces.graph import graph
 
@@ -341,7 +341,7 @@ def _write_arch(tmp_path, arch: Arch):
 
 
 def test_train_command_json_with_distillation(watch, watch_arch, tmp_path, capsys):
-    from nas.train_cli import train_command
+    from nas.cli.train import train_command
 
     arch_path = _write_arch(tmp_path, watch_arch)
     train_command(
@@ -355,7 +355,7 @@ def test_train_command_json_with_distillation(watch, watch_arch, tmp_path, capsy
 
 
 def test_train_command_errors(watch_arch, tmp_path):
-    from nas.train_cli import train_command
+    from nas.cli.train import train_command
 
     args = ("watch", 1, True, True, 0, None, "cpu", 1)
     with pytest.raises(InputError, match="no such arch file"):

@@ -27,8 +27,8 @@ import torch
 
 from memory_models import evaluate
 from memory_models.devices import get_device
-from nas.codegen import write_c_model
-from nas.codegen.harness import compile_harness, quantize_inputs, run_harness, torch_int_logits, write_inputs
+from nas.export.c import write_c_model
+from nas.export.c.harness import compile_harness, quantize_inputs, run_harness, torch_int_logits, write_inputs
 from search_spaces import graph
 from search_spaces.builder import Positional
 

@@ -30,7 +30,7 @@ def resolve_sampling(spec: str, input_opts: list[str], classes: int | None) -> t
         except tomllib.TOMLDecodeError as e:
             raise InputError(f"{path}: not valid TOML ({e})") from None
         if "dataset" in data:  # a study file: the dataset gives shapes and classes
-            from nas.study_config import load_study
+            from nas.config.study import load_study
 
             study = load_study(path)
             space = study.space

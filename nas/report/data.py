@@ -13,9 +13,8 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from memory_models.errors import InputError
-
-from .results import count, device_figures, hypervolume_2d_plus, pareto_front, status_of
-from .study_config import Study
+from nas.config.study import Study
+from nas.engine.results import count, device_figures, hypervolume_2d_plus, pareto_front, status_of
 
 # Statuses with memory figures, in the order the report draws them.
 ANALYSED = ("trained", "stopped_early", "rejected")
@@ -24,7 +23,7 @@ FRONT_COLUMNS = ("flash", "sram", "arena", "latency", "energy")
 
 def load_trials(study_file: str | Path, storage: str | None) -> tuple[Study, list[FrozenTrial], str]:
     """The study, its trials and the storage URL; bad input (nothing to report on) is an InputError."""
-    from .status import open_existing
+    from nas.engine.status import open_existing
 
     study, ostudy = open_existing(study_file, storage)
     url = storage or study.storage_url

@@ -3,7 +3,7 @@
     result = export_trial(study, "stm32f446re", Path("export/smoke/stm32f446re"))
 
 Per device: the trained trial with the highest validation metric among those that fit the device's
-target (ties to less memory: `nas.results.best_trial`) is rebuilt from its Arch JSON and weights
+target (ties to less memory: `nas.engine.results.best_trial`) is rebuilt from its Arch JSON and weights
 (study artifacts), optionally fine-tuned (train + validation selection, never the test split), and
 evaluated on the held-out test split -- the first time anything touches it. Then, into the output
 folder:
@@ -14,7 +14,7 @@ folder:
   `execute_onnx` against PyTorch, same tolerance;
 * `arch.json`, `weights.pt` (state dict), `memory.json` (the memory report for the device and target,
   plus whether `m2nas memory model.onnx` gives the same figures), `MODEL_CARD.md`;
-* with `c_code=True`, `nas.codegen.write_c_model(model, arch, report, dataset, out_dir)`.
+* with `c_code=True`, `nas.export.c.write_c_model(model, arch, report, dataset, out_dir)`.
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def _trials(ostudy) -> list:
 
 def pick_trial(study, trials: list, device: str):
     """The best trained trial that fits `device` (None when there is none)."""
-    from .results import best_trial
+    from nas.engine.results import best_trial
 
     if device not in study.devices:
         raise InputError(
@@ -102,7 +102,7 @@ def pick_trial(study, trials: list, device: str):
 
 
 def no_fit_message(study, trials: list, device: str) -> str:
-    from .results import count
+    from nas.engine.results import count
 
     c = count(trials)
     target = ", ".join(f"{k}={v}" for k, v in study.targets[device].items())
@@ -120,10 +120,9 @@ def load_trial_model(study, trial):
     """(arch, model): a trial's Arch and its trained Brevitas model (eval mode, CPU), from the artifacts."""
     from optuna.artifacts import download_artifact
 
+    from nas.engine.storage import artifact_store
+    from nas.train import load_trained
     from search_spaces import Arch
-
-    from .storage import artifact_store
-    from .train import load_trained
 
     ids = trial.user_attrs.get("artifacts") or {}
     if "arch.json" not in ids or "weights.pt" not in ids:
@@ -253,8 +252,8 @@ def report_figures(report: MemoryReport) -> dict[str, Any]:
 def finetune(study, arch, model, epochs: int, seed: int) -> tuple[Any, dict[str, Any]]:
     """Continue training from the trial's weights at a tenth of the study's learning rate; the weights
     of the best validation epoch are kept only if they beat the trial's own."""
-    from .objective import CandidateEvaluator
-    from .train import TrainConfig, evaluate_model, load_trained, train_candidate
+    from nas.engine.objective import CandidateEvaluator
+    from nas.train import TrainConfig, evaluate_model, load_trained, train_candidate
 
     cfg, tr = study.cfg, study.cfg.training
     metric = cfg.objectives.metric
@@ -316,15 +315,14 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
     import torch
     from sklearn.metrics import confusion_matrix
 
+    from memory_models.onnx_import import graph_from_onnx
+    from nas.report.model_card import write_model_card
+    from nas.train import evaluate_model
     from search_spaces import graph
-
-    from .model_card import write_model_card
-    from .onnx_import import graph_from_onnx
-    from .train import evaluate_model
 
     if trials is None:
         if ostudy is None:
-            from .status import open_existing
+            from nas.engine.status import open_existing
 
             _, ostudy = open_existing(study.path)
         trials = _trials(ostudy)
@@ -431,8 +429,8 @@ def _check_parity(path: Path, diff: float, what: str, n: int, export: str) -> No
 
 
 def write_c(result: ExportResult) -> None:
-    """model.h / model.c through nas.codegen (issue 8)."""
-    from nas.codegen import write_c_model
+    """model.h / model.c through nas.export.c (issue 8)."""
+    from nas.export.c import write_c_model
 
     before = set(p.name for p in result.out_dir.iterdir())
     write_c_model(result.model, result.arch, result.report, result.dataset, result.out_dir)
@@ -460,7 +458,7 @@ def export_command(
     import typer
     from rich.console import Console
 
-    from .status import open_existing
+    from nas.engine.status import open_existing
 
     out = Console(highlight=False)
     err = Console(stderr=True, highlight=False)

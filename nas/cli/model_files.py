@@ -15,7 +15,7 @@ def load_graph(path: str | Path) -> OpGraph:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.suffix == ".onnx":
-        from nas.onnx_import import graph_from_onnx
+        from memory_models.onnx_import import graph_from_onnx
 
         return graph_from_onnx(path)
     try:

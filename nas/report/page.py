@@ -19,8 +19,9 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from memory_models.errors import InputError
+from nas.engine.results import best_trial, count, pareto_front
 
-from .report_data import (
+from .data import (
     budget,
     candidate_rows,
     front_2d,
@@ -31,7 +32,6 @@ from .report_data import (
     load_trials,
     minimized,
 )
-from .results import best_trial, count, pareto_front
 
 FIGURES = {"flash": "flash (B)", "sram": "SRAM: arena + runtime (B)", "latency": "latency estimate (ms)"}
 # Status -> (legend label, marker style). Rejected candidates were never trained, so they have no

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from nas.config.study import load_study
+
 from .results import count, pareto_front
 from .storage import load_existing_study, make_storage
-from .study_config import load_study
 
 
 def open_existing(study_file: str | Path, storage_url: str | None = None):

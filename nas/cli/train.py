@@ -14,7 +14,7 @@ from typing import Any
 
 from memory_models.errors import InputError
 
-# The search's defaults (nas.study_config: [training], [budget], [teacher]).
+# The search's defaults (nas.config.study: [training], [budget], [teacher]).
 DEFAULT_EPOCHS = 10
 
 
@@ -68,7 +68,7 @@ def train_command(
     teacher_info: dict[str, Any] | None = None
     teacher_logits = None
     if not no_distill:
-        from nas.teacher import TeacherConfig, get_teacher
+        from nas.train.teacher import TeacherConfig, get_teacher
 
         tcfg = teacher_config or TeacherConfig()
         if progress:

@@ -9,7 +9,7 @@ from typing import Any
 def dataset_rows(seed: int = 0) -> list[dict[str, Any]]:
     """One dict per registered dataset. Built-in ones are built with default options (generated data
     is built on first use, with a progress bar on a terminal); user-data ones say what they need."""
-    from . import DATASETS, describe
+    from nas.data import DATASETS, describe
 
     rows = []
     for name, spec in DATASETS.items():

@@ -22,10 +22,10 @@ import optuna
 from optuna.trial import TrialState
 
 from memory_models import MemoryReport, evaluate
+from nas.config.study import Study
 from search_spaces import Arch, graph, sample
 
 from .early_stop import Finished, checkpoints, should_stop
-from .study_config import Study
 
 FIGURES = ("flash", "sram", "latency", "energy")
 
@@ -79,7 +79,7 @@ class CandidateEvaluator:
         if not self.cfg.training.distill:
             return None
         if self._teacher_logits is None:
-            from .teacher import TeacherConfig, get_teacher
+            from nas.train.teacher import TeacherConfig, get_teacher
 
             t = self.cfg.teacher
             teacher = get_teacher(
@@ -134,7 +134,7 @@ class CandidateEvaluator:
     def train(
         self, trial: optuna.Trial, arch: Arch, reports: dict[str, MemoryReport], per_device: dict
     ) -> list[float]:
-        from .train import TrainConfig, TrainingFailed, train_candidate
+        from nas.train import TrainConfig, TrainingFailed, train_candidate
 
         cfg, tr = self.cfg, self.cfg.training
         trial.set_user_attr("status", "training")

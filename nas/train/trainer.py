@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memory_models.errors import InputError
-from nas.metrics import classification_metrics, metric_names
+from nas.train.metrics import classification_metrics, metric_names
 
 __all__ = [
     "TrainConfig",

@@ -102,7 +102,7 @@ def memory(
 ) -> None:
     """Analyse a model's flash, peak SRAM, arena plan and fit on a device."""
     from memory_models import evaluate, get_device
-    from nas.model_files import load_graph
+    from nas.cli.model_files import load_graph
 
     dev = get_device(device, devices or ())
     graph = load_graph(model)
@@ -127,7 +127,7 @@ def sample(
     """Print N sampled archs as JSON lines (format m2nas.arch)."""
     import random
 
-    from nas.sampling import resolve_sampling
+    from nas.cli.sampling import resolve_sampling
 
     space_cfg, shapes, n_classes = resolve_sampling(space, inputs or [], classes)
     from search_spaces import sample_random
@@ -140,7 +140,7 @@ def sample(
 @app.command()
 def datasets(json_out: JsonOpt = False) -> None:
     """List the datasets: modalities and shapes, classes, split sizes (building generated ones once)."""
-    from nas.data.cli import datasets_command
+    from nas.cli.datasets import datasets_command
 
     datasets_command(json_out)
 
@@ -165,8 +165,8 @@ def search(
     json_out: JsonOpt = False,
 ) -> None:
     """Run (or resume) a study: sample, reject what cannot fit, train the rest."""
-    from nas.search import run_search
-    from nas.study_config import load_study
+    from nas.config.study import load_study
+    from nas.engine.search import run_search
 
     study = load_study(study_file)
     result = run_search(study, trials, timeout, workers, storage, progress=not json_out)
@@ -200,8 +200,8 @@ def worker(
     """Join a running study as one more worker (same machine or another one sharing the storage)."""
     import time as _time
 
-    from nas.search import Budget, run_worker
-    from nas.study_config import load_study
+    from nas.config.study import load_study
+    from nas.engine.search import Budget, run_worker
 
     study = load_study(study_file)
     if timeout is not None:
@@ -218,7 +218,7 @@ def worker(
 @app.command()
 def status(study_file: StudyArg, storage: StorageOpt = None, json_out: JsonOpt = False) -> None:
     """Counts of trained / rejected / stopped-early / failed candidates and the front per device."""
-    from nas.status import study_status
+    from nas.engine.status import study_status
 
     st = study_status(study_file, storage)
     if json_out:
@@ -270,7 +270,7 @@ def train(
     json_out: JsonOpt = False,
 ) -> None:
     """Train one arch with quantization-aware training (and distillation) and print its validation metrics."""
-    from nas.train_cli import train_command
+    from nas.cli.train import train_command
 
     train_command(
         arch_file,
@@ -295,7 +295,7 @@ def report(
     storage: StorageOpt = None,
 ) -> None:
     """Write a self-contained HTML report (plotly, works offline) and front.csv beside it."""
-    from nas.report import report_command
+    from nas.report.page import report_command
 
     report_command(study_file, out_path, storage)
 
@@ -307,7 +307,7 @@ def dashboard(
     storage: StorageOpt = None,
 ) -> None:
     """Serve optuna-dashboard over the study's storage and artifacts on 127.0.0.1."""
-    from nas.dashboard import dashboard_command
+    from nas.report.dashboard import dashboard_command
 
     dashboard_command(study_file, port, storage)
 
@@ -329,7 +329,7 @@ def export(
     storage: StorageOpt = None,
 ) -> None:
     """Export the best fitting trial per device: ONNX (QCDQ), QONNX, weights, memory report, model card."""
-    from nas.export import export_command
+    from nas.export.trial import export_command
 
     export_command(study_file, device, all_devices, out_dir, finetune_epochs, c_code, storage)
 

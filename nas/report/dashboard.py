@@ -43,8 +43,9 @@ def dashboard_command(study_file: Path, port: int, storage: str | None) -> None:
     from optuna_dashboard import wsgi
     from rich.console import Console
 
-    from .report_data import load_trials
-    from .storage import artifact_store, make_storage
+    from nas.engine.storage import artifact_store, make_storage
+
+    from .data import load_trials
 
     study, trials, url = load_trials(study_file, storage)  # the same bad-input checks as the report
     s = study.cfg.study

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-HARNESS_C = r"""/* m2nas host harness: int8 inputs file -> int8 logits file (see nas/codegen/harness.py). */
+HARNESS_C = r"""/* m2nas host harness: int8 inputs file -> int8 logits file (see nas/export/c/harness.py). */
 #include "model.h"
 #include <stdio.h>
 #include <stdlib.h>

@@ -20,9 +20,10 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from nas.config.study import Study
+
 from .results import Counts, best_trial, count
 from .storage import artifact_store, make_storage
-from .study_config import Study
 
 # Optuna logs a traceback for every trial stopped by Ctrl-C or a training failure; m2nas reports
 # those itself (trial status and reason), so only its errors go to the terminal.
@@ -100,8 +101,9 @@ def run_worker(study: Study, budget: Budget, storage_url: str | None = None, wor
     it by K-1; when only those stand between the study and its budget, this worker waits: they may
     finish, or (a killed worker) go stale, be failed by the heartbeat check and queued again, and
     then this worker trains the retry."""
+    from nas.train import TrainingFailed
+
     from .objective import CandidateEvaluator
-    from .train import TrainingFailed
 
     ostudy = open_study(study, storage_url, worker_index)
     evaluator = CandidateEvaluator(study, artifact_store(study.artifact_dir))
