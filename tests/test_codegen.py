@@ -421,3 +421,20 @@ def test_m2nas_export_c_runs_the_test_split_in_the_planned_arena(smoke_study, tm
     summary = json.loads((out / "export.json").read_text())
     assert n == len(test.y) and agree >= 0.99
     assert abs(acc_c - summary["test"]["accuracy"]) <= 0.005
+
+
+def test_kernel_sources_compile_on_their_own(tmp_path):
+    """The kernels are real C files shipped with the package: strict C99 accepts them standalone."""
+    from importlib import resources
+
+    csrc = resources.files("nas.export.c").joinpath("csrc")
+    for name in ("m2_kernels.h", "m2_kernels.c", "harness.c"):
+        assert csrc.joinpath(name).is_file(), name
+    cc = shutil.which("gcc") or shutil.which("cc")
+    flags = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-DM2_KERNELS_STANDALONE", "-c"]
+    res = subprocess.run(
+        [cc, *flags, str(csrc.joinpath("m2_kernels.c")), "-o", str(tmp_path / "k.o")],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
