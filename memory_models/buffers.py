@@ -15,12 +15,13 @@ from dataclasses import dataclass
 
 from .devices import Device
 from .graph import ALIAS_KINDS, POOL_KINDS, WEIGHTED_KINDS, OpGraph
+from .ops import GroupOp
 
 # Requantization (multiplier, shift) pairs: per output channel (or tensor) for weighted ops, one per
 # input for joins, one for ops that change the scale, none for ops that keep it.
-_ONE_PAIR = frozenset({"avgpool1d", "avgpool2d", "global_avgpool", "resize", "activation"})
-_PAIR_PER_INPUT = frozenset({"add", "mul", "concat"})
-_IM2COL_KINDS = frozenset({"conv1d", "conv2d"})
+_ONE_PAIR = GroupOp.RESCALE
+_PAIR_PER_INPUT = GroupOp.JOIN
+_IM2COL_KINDS = GroupOp.IM2COL
 
 
 @dataclass(slots=True)

@@ -14,29 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
+from .ops import GroupOp
 
 FORMAT = "m2nas.opgraph"
 VERSION = 1
 
-WEIGHTED_KINDS = frozenset(
-    {
-        "conv1d",
-        "conv2d",
-        "depthwise_conv1d",
-        "depthwise_conv2d",
-        "pointwise_conv1d",
-        "pointwise_conv2d",
-        "linear",
-    }
-)
-POOL_KINDS = frozenset(
-    {"maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d", "global_avgpool", "global_maxpool"}
-)
-ELEMENTWISE_KINDS = frozenset({"add", "mul", "activation"})
-# Views: the output is the input's bytes under another shape, so they share one buffer.
-ALIAS_KINDS = frozenset({"flatten", "reshape"})
-OTHER_KINDS = frozenset({"concat", "resize"})
-OP_KINDS = WEIGHTED_KINDS | POOL_KINDS | ELEMENTWISE_KINDS | ALIAS_KINDS | OTHER_KINDS
+# The groups under their historical names (memory_models.ops is the one vocabulary).
+WEIGHTED_KINDS = GroupOp.WEIGHTED
+POOL_KINDS = GroupOp.POOL
+ELEMENTWISE_KINDS = GroupOp.ELEMENTWISE
+ALIAS_KINDS = GroupOp.ALIAS
+OTHER_KINDS = GroupOp.OTHER
+OP_KINDS = GroupOp.ALL
 QUANT_GRANULARITIES = ("per_channel", "per_tensor")
 
 

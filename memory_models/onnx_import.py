@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memory_models.errors import InputError
-from memory_models.graph import WEIGHTED_KINDS, Op, OpGraph, Tensor
+from .errors import InputError
+from .graph import WEIGHTED_KINDS, Op, OpGraph, Tensor
+from .ops import GroupOp
 
 # onnx.TensorProto element types -> bits
 _FLOAT_BITS = {1: 32, 10: 16, 11: 32, 16: 16}  # float, float16, double (counted as 32), bfloat16
@@ -60,15 +61,7 @@ _ACTIVATIONS = {
     "LogSoftmax": "log_softmax",
 }
 _NOT_FUSED = {"softmax", "log_softmax"}  # separate kernels that need the whole vector
-_BITS_PRESERVING = {
-    "maxpool1d",
-    "maxpool2d",
-    "global_maxpool",
-    "flatten",
-    "reshape",
-    "concat",
-    "resize",
-}
+_BITS_PRESERVING = GroupOp.BITS_PRESERVING
 SUPPORTED = sorted(
     {
         "Conv",
@@ -696,14 +689,7 @@ class _Importer:
         for p in live:
             attrs = {k: v for k, v in p.attrs.items() if not k.startswith("_") and k not in ("fout",)}
             macs = p.macs
-            if p.kind in (
-                "conv1d",
-                "conv2d",
-                "depthwise_conv1d",
-                "depthwise_conv2d",
-                "pointwise_conv1d",
-                "pointwise_conv2d",
-            ):
+            if p.kind in GroupOp.CONV:
                 macs = p.weights * math.prod(shapes[p.output][1:])
             ops.append(
                 Op(

@@ -366,3 +366,16 @@ def test_many_parallel_branches_fall_back_to_the_stated_heuristic():
     s = best_schedule(bufs, state_limit=500)
     assert s.method.startswith("heuristic")
     assert s.peak == peak_of_order(bufs, s.order) <= peak_of_order(bufs, list(range(bufs.n_ops)))
+
+
+def test_op_kind_groups_are_one_vocabulary():
+    """Every group names known kinds; the graph validator, the C generator and the ONNX reader share them."""
+    from memory_models.graph import OP_KINDS
+    from memory_models.ops import GroupOp, OpKind
+    from nas.export.c import emit
+
+    assert {k.value for k in OpKind} == GroupOp.ALL == OP_KINDS
+    for name in ("CONV", "WEIGHTED", "IM2COL", "POOL", "JOIN", "RESCALE", "BITS_PRESERVING", "C_SUPPORTED"):
+        assert getattr(GroupOp, name) <= GroupOp.ALL, name
+    assert emit._SUPPORTED is GroupOp.C_SUPPORTED
+    assert OpKind.CONV1D == "conv1d" and "conv1d" in GroupOp.IM2COL

@@ -27,31 +27,13 @@ from typing import Any
 import torch
 
 from memory_models.errors import InputError
+from memory_models.ops import GroupOp
 
 from .kernels import kernel_source
 from .packing import c_array, c_bytes, c_ident, fixed_point, pack, shared_shift
 
-_WEIGHTED = {
-    "conv1d",
-    "conv2d",
-    "depthwise_conv1d",
-    "depthwise_conv2d",
-    "pointwise_conv1d",
-    "pointwise_conv2d",
-    "linear",
-}
-_SUPPORTED = _WEIGHTED | {
-    "maxpool1d",
-    "maxpool2d",
-    "avgpool1d",
-    "avgpool2d",
-    "global_avgpool",
-    "add",
-    "mul",
-    "concat",
-    "reshape",
-    "flatten",
-}
+_WEIGHTED = GroupOp.WEIGHTED
+_SUPPORTED = GroupOp.C_SUPPORTED
 
 
 @dataclass
