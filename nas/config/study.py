@@ -24,8 +24,10 @@ from memory_models.devices import Device, catalogue, parse_target
 from memory_models.errors import InputError
 from search_spaces.space import SearchSpace, space_from_dict
 
+from .objective import FIGURES, Objective
+
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
-MINIMIZABLE = ("flash", "sram", "latency", "energy")
+MINIMIZABLE = FIGURES
 
 
 class _Table(BaseModel):
@@ -82,15 +84,14 @@ class Objectives(_Table):
     metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "roc_auc"] = "accuracy"
     minimize: list[str] = Field(default_factory=lambda: ["flash", "sram"])
 
+    def parsed(self) -> list[Objective]:
+        return [Objective.parse(item) for item in self.minimize]
+
     @field_validator("minimize")
     @classmethod
     def _known(cls, v: list[str]) -> list[str]:
         for item in v:
-            base = item.split("@")[0]
-            if base not in MINIMIZABLE:
-                raise ValueError(
-                    f"{item!r}: must be one of {MINIMIZABLE}, optionally @DEVICE (e.g. latency@gap8)"
-                )
+            Objective.parse(item)
         if len(set(v)) != len(v):
             raise ValueError("duplicate objectives")
         return v
@@ -204,11 +205,10 @@ class Study:
             self.targets[dev.name] = parse_target(
                 entry.target or dev.default_target, dev, f"{src}: devices[{i}].target"
             )
-        for item in cfg.objectives.minimize:
-            _, _, dev = item.partition("@")
-            if dev and dev not in self.devices:
+        for obj in cfg.objectives.parsed():
+            if obj.device and obj.device not in self.devices:
                 raise InputError(
-                    f"{src}: objectives.minimize: {item!r} names a device that is not in [[devices]]"
+                    f"{src}: objectives.minimize: {str(obj)!r} names a device that is not in [[devices]]"
                 )
         self.space: SearchSpace = space_from_dict(cfg.search_space, f"{src}: search_space")
         from nas.data import dataset_names, parse_options
@@ -246,12 +246,17 @@ class Study:
     def primary_device(self) -> str:
         return next(iter(self.devices))
 
+    @property
+    def objectives(self) -> list[Objective]:
+        """The minimized objectives, parsed (`flash@dev`)."""
+        return self.cfg.objectives.parsed()
+
+    def minimized_figures(self) -> list[str]:
+        """The figures the fronts are drawn over (the study's, or flash and SRAM when it has none)."""
+        return [o.figure for o in self.objectives] or ["flash", "sram"]
+
     def objective_names(self) -> list[str]:
-        names = [f"val_{self.cfg.objectives.metric}"]
-        for item in self.cfg.objectives.minimize:
-            base, _, dev = item.partition("@")
-            names.append(f"{base}@{dev or self.primary_device}")
-        return names
+        return [f"val_{self.cfg.objectives.metric}"] + [o.name(self.primary_device) for o in self.objectives]
 
     def directions(self) -> list[str]:
         return ["maximize"] + ["minimize"] * len(self.cfg.objectives.minimize)

@@ -1,9 +1,11 @@
 """The search engine: the worker loop over Optuna (`search`), one trial's evaluation (`objective`),
-multi-objective early stopping (`early_stop`), storage and artifacts (`storage`), and reading
-trials back (`results`, `status`). Everything that decides which candidate is trained lives here;
-what a candidate is lives in `search_spaces`, what it costs in `memory_models`."""
+what a trial stores (`record`), multi-objective early stopping (`early_stop`), storage and
+artifacts (`storage`), and reading trials back (`results`, `status`). Everything that decides which
+candidate is trained lives here; what a candidate is lives in `search_spaces`, what it costs in
+`memory_models`."""
 
 from .early_stop import Finished, checkpoints, should_stop
+from .record import Attr, Status, TrialRecord
 from .results import (
     STATUSES,
     Counts,
@@ -20,9 +22,12 @@ from .storage import artifact_store, load_existing_study, make_storage
 
 __all__ = [
     "STATUSES",
+    "Attr",
     "Budget",
     "Counts",
     "Finished",
+    "Status",
+    "TrialRecord",
     "artifact_store",
     "best_trial",
     "checkpoints",

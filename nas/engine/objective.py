@@ -10,8 +10,6 @@ distillation; the multi-objective early-stopping rule may stop them (PRUNED, sta
 from __future__ import annotations
 
 import json
-import os
-import socket
 import tempfile
 import time
 import warnings
@@ -26,8 +24,7 @@ from nas.config.study import Study
 from search_spaces import Arch, graph, sample
 
 from .early_stop import Finished, checkpoints, should_stop
-
-FIGURES = ("flash", "sram", "latency", "energy")
+from .record import Status, TrialRecord
 
 
 def figures(r: MemoryReport) -> dict[str, Any]:
@@ -69,9 +66,8 @@ class CandidateEvaluator:
 
     def objective_values(self, metric: float, per_device: dict[str, dict]) -> list[float]:
         values = [metric]
-        for item in self.cfg.objectives.minimize:
-            base, _, dev = item.partition("@")
-            values.append(float(per_device[dev or self.study.primary_device][base]))
+        for obj in self.study.objectives:
+            values.append(float(per_device[obj.on(self.study.primary_device)][obj.figure]))
         return values
 
     # ---- teacher --------------------------------------------------------------------------------
@@ -101,11 +97,7 @@ class CandidateEvaluator:
         arch = sample(trial, self.study.space, self.inputs, self.classes)
         reports = self.analyse(arch)
         per_device = {name: figures(r) for name, r in reports.items()}
-        trial.set_user_attr("arch", arch.to_dict())
-        trial.set_user_attr("arch_key", arch.key())
-        trial.set_user_attr("summary", arch.summary())
-        trial.set_user_attr("memory", per_device)
-        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        TrialRecord.write_sampled(trial, arch, per_device)
         return arch, reports, per_device
 
     def __call__(self, trial: optuna.Trial) -> list[float]:
@@ -114,8 +106,9 @@ class CandidateEvaluator:
             warnings.simplefilter("ignore")
             trial.set_constraint("fits_a_device", min(overshoot(r) for r in reports.values()))
         if not any(r.fits for r in reports.values()):
-            trial.set_user_attr("status", "rejected")
-            trial.set_user_attr("reason", "; ".join(f"{n}: {r.reason}" for n, r in reports.items()))
+            TrialRecord.write_status(
+                trial, Status.REJECTED, "; ".join(f"{n}: {r.reason}" for n, r in reports.items())
+            )
             raise optuna.TrialPruned("fits no device target")
         assert any(r.fits for r in reports.values()), "a candidate that fits no device must never be trained"
         return self.train(trial, arch, reports, per_device)
@@ -125,8 +118,8 @@ class CandidateEvaluator:
         out = []
         storage_study = self.current_trial.study
         for t in storage_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            mem = t.user_attrs.get("memory", {}).get(primary)
-            curve = t.user_attrs.get("curve")
+            rec = TrialRecord(t)
+            mem, curve = rec.figures(primary), rec.curve
             if mem and curve:
                 out.append(Finished(mem["flash"], mem["sram"], curve))
         return out
@@ -137,7 +130,7 @@ class CandidateEvaluator:
         from nas.train import TrainConfig, TrainingFailed, train_candidate
 
         cfg, tr = self.cfg, self.cfg.training
-        trial.set_user_attr("status", "training")
+        TrialRecord.write_status(trial, Status.TRAINING)
         es = cfg.early_stopping
         finished = self.finished_curves() if es.enabled else []
         stops = checkpoints(cfg.budget.epochs, es.at) if es.enabled else set()
@@ -180,22 +173,16 @@ class CandidateEvaluator:
         try:
             result = train_candidate(arch, self.study.dataset, tc, self.teacher_logits(), on_epoch=on_epoch)
         except TrainingFailed as e:
-            trial.set_user_attr("status", "failed")
-            trial.set_user_attr("reason", str(e))
+            TrialRecord.write_status(trial, Status.FAILED, str(e))
             raise
         curve = [h[f"val_{metric_key}"] for h in result.history]
-        trial.set_user_attr("curve", curve)
-        trial.set_user_attr("val", result.metrics)
-        trial.set_user_attr("train_seconds", round(time.perf_counter() - t0, 3))
-        trial.set_user_attr("epochs_run", result.epochs_run)
-        trial.set_user_attr("best_epoch", result.best_epoch)
+        TrialRecord.write_training(trial, curve, result, time.perf_counter() - t0)
         if result.stopped_by == "callback":
-            trial.set_user_attr("status", "stopped_early")
             reason = stop_reason[0] if stop_reason else "stopped by the early-stopping rule"
-            trial.set_user_attr("reason", reason)
+            TrialRecord.write_status(trial, Status.STOPPED_EARLY, reason)
             raise optuna.TrialPruned(reason)
         self.save_artifacts(trial, arch, reports, result)
-        trial.set_user_attr("status", "trained")
+        TrialRecord.write_status(trial, Status.TRAINED)
         return self.objective_values(result.metrics[metric_key], per_device)
 
     def save_artifacts(
@@ -216,4 +203,4 @@ class CandidateEvaluator:
                 ids[name] = upload_artifact(
                     artifact_store=self.store, file_path=str(tmp / name), study_or_trial=trial
                 )
-        trial.set_user_attr("artifacts", ids)
+        TrialRecord.write_artifacts(trial, ids)

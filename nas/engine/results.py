@@ -10,24 +10,20 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-STATUSES = ("trained", "rejected", "stopped_early", "failed", "running", "waiting")
+from .record import STATUSES, Status, TrialRecord, status_of
 
-
-def status_of(t: FrozenTrial) -> str:
-    if t.state == TrialState.RUNNING:
-        return "running"
-    if t.state == TrialState.WAITING:
-        return "waiting"
-    if t.state == TrialState.FAIL:
-        return "failed"
-    s = t.user_attrs.get("status")
-    if t.state == TrialState.COMPLETE:
-        return "trained"
-    if s in ("rejected", "stopped_early"):
-        return s
-    return "failed"
+__all__ = [
+    "STATUSES",
+    "Counts",
+    "best_trial",
+    "count",
+    "device_figures",
+    "hypervolume_2d_plus",
+    "pareto_front",
+    "status_of",
+]
 
 
 @dataclass
@@ -65,7 +61,7 @@ def count(trials: list[FrozenTrial]) -> Counts:
 
 
 def device_figures(t: FrozenTrial, device: str) -> dict[str, Any] | None:
-    return t.user_attrs.get("memory", {}).get(device)
+    return TrialRecord(t).figures(device)
 
 
 def pareto_front(
@@ -75,10 +71,11 @@ def pareto_front(
     Sorted by the first minimized figure."""
     rows = []
     for t in trials:
-        fig = device_figures(t, device)
-        if status_of(t) != "trained" or not fig or not fig["fits"]:
+        rec = TrialRecord(t)
+        fig = rec.figures(device)
+        if rec.status != Status.TRAINED or not fig or not fig["fits"]:
             continue
-        rows.append((t, [-t.user_attrs["val"][metric]] + [fig[m] for m in minimize]))
+        rows.append((t, [-rec.val[metric]] + [fig[m] for m in minimize]))
     front = []
     for t, v in rows:
         dominated = any(
@@ -94,10 +91,11 @@ def best_trial(trials: list[FrozenTrial], device: str, metric: str) -> FrozenTri
     """Highest validation metric among trained trials that fit `device`; ties go to less memory."""
     best = None
     for t in trials:
-        fig = device_figures(t, device)
-        if status_of(t) != "trained" or not fig or not fig["fits"]:
+        rec = TrialRecord(t)
+        fig = rec.figures(device)
+        if rec.status != Status.TRAINED or not fig or not fig["fits"]:
             continue
-        key = (t.user_attrs["val"][metric], -fig["flash"], -fig["sram"], -t.number)
+        key = (rec.val[metric], -fig["flash"], -fig["sram"], -t.number)
         if best is None or key > best[0]:
             best = (key, t)
     return None if best is None else best[1]

@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from nas.config.study import Study
 
+from .record import Attr, Status, TrialRecord
 from .results import Counts, best_trial, count
 from .storage import artifact_store, make_storage
 
@@ -117,7 +118,9 @@ def run_worker(study: Study, budget: Budget, storage_url: str | None = None, wor
         if why:
             return why
         training_elsewhere = sum(
-            1 for t in trials if t.state == TrialState.RUNNING and t.user_attrs.get("status") == "training"
+            1
+            for t in trials
+            if t.state == TrialState.RUNNING and TrialRecord(t).stored_status == Status.TRAINING
         )
         if (
             training_elsewhere
@@ -139,8 +142,8 @@ def requeue_interrupted(ostudy: optuna.Study, evaluator) -> None:
     if trial is None:
         return
     frozen = ostudy._storage.get_trial(trial._trial_id)
-    if frozen.state == TrialState.FAIL and frozen.user_attrs.get("status") in ("training", None):
-        ostudy.enqueue_trial(frozen.params, user_attrs={"retry_of": frozen.number}, skip_if_exists=False)
+    if frozen.state == TrialState.FAIL and TrialRecord(frozen).stored_status in (Status.TRAINING, None):
+        ostudy.enqueue_trial(frozen.params, user_attrs={Attr.RETRY_OF: frozen.number}, skip_if_exists=False)
 
 
 def torch_threads(n: int) -> None:
@@ -158,15 +161,16 @@ def summarize(study: Study, trials: list) -> dict[str, Any]:
     best = {}
     for name in study.devices:
         t = best_trial(trials, name, metric)
+        rec = None if t is None else TrialRecord(t)
         best[name] = (
             None
-            if t is None
+            if rec is None
             else {
                 "trial": t.number,
-                f"val_{metric}": t.user_attrs["val"][metric],
-                "flash": t.user_attrs["memory"][name]["flash"],
-                "sram": t.user_attrs["memory"][name]["sram"],
-                "summary": t.user_attrs.get("summary"),
+                f"val_{metric}": rec.val[metric],
+                "flash": rec.memory[name]["flash"],
+                "sram": rec.memory[name]["sram"],
+                "summary": rec.summary,
             }
         )
     return {"counts": c.to_dict(), "best": best}

@@ -7,6 +7,7 @@ from typing import Any
 
 from nas.config.study import load_study
 
+from .record import Attr, TrialRecord
 from .results import count, pareto_front
 from .storage import load_existing_study, make_storage
 
@@ -24,22 +25,23 @@ def study_status(study_file: str | Path, storage_url: str | None = None) -> dict
     study, ostudy = open_existing(study_file, storage_url)
     trials = ostudy.get_trials(deepcopy=False)
     metric = study.cfg.objectives.metric
-    minimize = [m.split("@")[0] for m in study.cfg.objectives.minimize] or ["flash", "sram"]
+    minimize = study.minimized_figures()
     fronts = {}
     for dev in study.devices:
         rows = []
         for t in pareto_front(trials, dev, metric, minimize):
-            fig = t.user_attrs["memory"][dev]
+            rec = TrialRecord(t)
+            fig = rec.memory[dev]
             rows.append(
                 {
                     "trial": t.number,
-                    "val": t.user_attrs["val"][metric],
+                    "val": rec.val[metric],
                     "flash": fig["flash"],
                     "sram": fig["sram"],
                     "arena": fig["arena"],
                     "latency": fig["latency"],
                     "energy": fig["energy"],
-                    "summary": t.user_attrs.get("summary", ""),
+                    "summary": rec.attrs.get(Attr.SUMMARY, ""),
                 }
             )
         fronts[dev] = rows

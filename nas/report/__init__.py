@@ -6,4 +6,11 @@ from .data import candidate_rows, front_table, load_trials
 from .model_card import render_model_card, write_model_card
 from .page import build_html
 
-__all__ = ["build_html", "candidate_rows", "front_table", "load_trials", "render_model_card", "write_model_card"]
+__all__ = [
+    "build_html",
+    "candidate_rows",
+    "front_table",
+    "load_trials",
+    "render_model_card",
+    "write_model_card",
+]

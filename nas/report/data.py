@@ -14,10 +14,11 @@ from optuna.trial import FrozenTrial
 
 from memory_models.errors import InputError
 from nas.config.study import Study
-from nas.engine.results import count, device_figures, hypervolume_2d_plus, pareto_front, status_of
+from nas.engine.record import Attr, Status, TrialRecord
+from nas.engine.results import count, hypervolume_2d_plus, pareto_front
 
 # Statuses with memory figures, in the order the report draws them.
-ANALYSED = ("trained", "stopped_early", "rejected")
+ANALYSED = (Status.TRAINED, Status.STOPPED_EARLY, Status.REJECTED)
 FRONT_COLUMNS = ("flash", "sram", "arena", "latency", "energy")
 
 
@@ -32,7 +33,7 @@ def load_trials(study_file: str | Path, storage: str | None) -> tuple[Study, lis
         raise InputError(
             f"study {study.name!r} in {url} has no trials yet (run `m2nas search {study_file}` first)"
         )
-    if not any(status_of(t) in ANALYSED for t in trials):
+    if not any(TrialRecord(t).status in ANALYSED for t in trials):
         c = count(trials)
         raise InputError(
             f"study {study.name!r} in {url} has no analysed candidate yet "
@@ -43,7 +44,7 @@ def load_trials(study_file: str | Path, storage: str | None) -> tuple[Study, lis
 
 def minimized(study: Study) -> list[str]:
     """Figure names the fronts minimise (device suffixes dropped: a front is per device)."""
-    return [m.split("@")[0] for m in study.cfg.objectives.minimize] or ["flash", "sram"]
+    return study.minimized_figures()
 
 
 def arch_groups(arch: dict[str, Any] | None) -> dict[str, str]:
@@ -67,28 +68,28 @@ def candidate_rows(study: Study, trials: list[FrozenTrial]) -> pd.DataFrame:
     metric = study.cfg.objectives.metric
     rows = []
     for t in trials:
-        status = status_of(t)
+        rec = TrialRecord(t)
+        status = rec.status
         if status not in ANALYSED:
             continue
-        ua = t.user_attrs
-        val = ua.get("val", {}).get(metric) if status != "rejected" else None
+        val = rec.val.get(metric) if status != Status.REJECTED else None
         for dev in study.devices:
-            fig = device_figures(t, dev)
+            fig = rec.figures(dev)
             if not fig:
                 continue
             rows.append(
                 {
                     "trial": t.number,
-                    "status": status,
+                    "status": status.value,
                     "device": dev,
                     "val": np.nan if val is None else float(val),
                     "fits": bool(fig["fits"]),
                     **{k: fig[k] for k in ("flash", "sram", "arena", "peak", "latency", "energy")},
-                    "summary": ua.get("summary", ""),
-                    "reason": ua.get("reason", "") if status != "trained" else "",
+                    "summary": rec.attrs.get(Attr.SUMMARY, ""),
+                    "reason": rec.reason if status != Status.TRAINED else "",
                     "device_reason": fig.get("reason", ""),
                     "completed": t.datetime_complete,
-                    **arch_groups(ua.get("arch")),
+                    **arch_groups(rec.arch),
                 }
             )
     return pd.DataFrame(rows)
@@ -100,14 +101,15 @@ def front_table(study: Study, trials: list[FrozenTrial]) -> pd.DataFrame:
     rows = []
     for dev in study.devices:
         for t in pareto_front(trials, dev, metric, minimized(study)):
-            fig = t.user_attrs["memory"][dev]
+            rec = TrialRecord(t)
+            fig = rec.memory[dev]
             rows.append(
                 {
                     "device": dev,
                     "trial": t.number,
-                    f"val_{metric}": t.user_attrs["val"][metric],
+                    f"val_{metric}": rec.val[metric],
                     **{k: fig[k] for k in FRONT_COLUMNS},
-                    "summary": t.user_attrs.get("summary", ""),
+                    "summary": rec.attrs.get(Attr.SUMMARY, ""),
                 }
             )
     return pd.DataFrame(rows, columns=["device", "trial", f"val_{metric}", *FRONT_COLUMNS, "summary"])

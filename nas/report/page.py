@@ -19,6 +19,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from memory_models.errors import InputError
+from nas.engine.record import Attr, TrialRecord
 from nas.engine.results import best_trial, count, pareto_front
 
 from .data import (
@@ -377,10 +378,11 @@ def build_html(study, trials, url: str) -> tuple[str, pd.DataFrame]:
         if best is None:
             parts.append(f"<p>{html.escape(dev)}: no trained candidate fits yet.</p>")
             continue
-        table, report = layer_table(best.user_attrs["arch"], study, dev)
+        rec = TrialRecord(best)
+        table, report = layer_table(rec.arch, study, dev)
         parts.append(
             f"<h3>{html.escape(dev)}: trial {best.number}, val_{metric} "
-            f"{best.user_attrs['val'][metric]:.4f}</h3><p><code>{html.escape(best.user_attrs.get('summary', ''))}</code></p>"
+            f"{rec.val[metric]:.4f}</h3><p><code>{html.escape(rec.attrs.get(Attr.SUMMARY, ''))}</code></p>"
         )
         parts.append(plot(layers_figure(study, dev, best, table, report), f"layers-{i}"))
         parts.append(plot(bits_figure(dev, best, table), f"bits-{i}"))
