@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from memory_models.errors import InputError
+from memory_models.errors import FieldError, InputError
 
 from .arch import BITS, BLOCK_OPS, FUSION_POINTS, VALID_FUSION_OPS
 
@@ -111,15 +111,6 @@ class SearchSpace(BaseModel):
         return [op for op in self.fusion_ops if op in VALID_FUSION_OPS[point]]
 
 
-def _format_error(e: ValidationError) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown option"
-    return f"{loc}: {msg}" if loc else msg
-
-
 @cache
 def presets() -> dict[str, dict[str, Any]]:
     out = {}
@@ -145,7 +136,9 @@ def space_from_dict(d: dict[str, Any], source: str) -> SearchSpace:
     try:
         return SearchSpace.model_validate({**base, **d})
     except ValidationError as e:
-        raise InputError(f"{source}: {_format_error(e)}") from None
+        raise InputError(
+            f"{source}: {FieldError(e, dotted=True).describe(unknown='unknown option')}"
+        ) from None
 
 
 def load_space(spec: str | Path) -> SearchSpace:

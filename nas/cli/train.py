@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from memory_models.errors import InputError
+from nas.config.study import Budget, Teacher, Training
 
-# The search's defaults (nas.config.study: [training], [budget], [teacher]).
-DEFAULT_EPOCHS = 10
+# The search's defaults: the study file's [training], [budget] and [teacher] sections as left empty.
+DEFAULT_EPOCHS = Budget().epochs
 
 
 def load_arch_file(path: Path):
@@ -53,7 +54,7 @@ def train_command(
 
     `seed` makes the dataset split (as a study's seed does) and seeds the training and the teacher."""
     from nas.data import load_dataset
-    from nas.train import TrainConfig, TrainingFailed, check_arch_matches, resolve_device, train_candidate
+    from nas.train import TrainingFailed, check_arch_matches, resolve_device, train_candidate
 
     arch = load_arch_file(arch_path)
     if epochs is not None and epochs < 1:
@@ -68,9 +69,9 @@ def train_command(
     teacher_info: dict[str, Any] | None = None
     teacher_logits = None
     if not no_distill:
-        from nas.train.teacher import TeacherConfig, get_teacher
+        from nas.train.teacher import get_teacher
 
-        tcfg = teacher_config or TeacherConfig()
+        tcfg = teacher_config or Teacher().teacher_config(Training().batch_size)
         if progress:
             progress(f"teacher ({tcfg.preset}) for {ds.name}: loading from the cache or training it once ...")
         teacher = get_teacher(ds, tcfg, seed=seed, device=device, threads=threads, cache_dir=cache_dir)
@@ -82,13 +83,8 @@ def train_command(
             "val_metrics": teacher.val_metrics,
         }
 
-    cfg = TrainConfig(
-        epochs=epochs or DEFAULT_EPOCHS,
-        distill=not no_distill,
-        seed=seed,
-        device=device,
-        threads=threads,
-        max_train_samples=max_train_samples,
+    cfg = Training(distill=not no_distill, max_train_samples=max_train_samples).train_config(
+        epochs=epochs or DEFAULT_EPOCHS, metric="accuracy", seed=seed, device=device, threads=threads
     )
 
     def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from memory_models.devices import Device, catalogue, parse_target
-from memory_models.errors import InputError
+from memory_models.errors import FieldError, InputError
 from search_spaces.space import SearchSpace, space_from_dict
 
 from .objective import FIGURES, Objective
@@ -114,11 +114,38 @@ class Training(_Table):
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.7
     max_train_samples: Annotated[int, Field(ge=1)] | None = None
 
+    def train_config(self, *, epochs: int, metric: str, seed: int, device: str, threads: int | None):
+        """The trainer's config for one run: this section's settings plus what the run decides. The
+        one conversion from the study file to `nas.train.TrainConfig`."""
+        from nas.train import TrainConfig
+
+        return TrainConfig(
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            patience=self.patience,
+            distill=self.distill,
+            temperature=self.temperature,
+            alpha=self.alpha,
+            metric=metric,
+            seed=seed,
+            device=device,
+            threads=threads,
+            max_train_samples=self.max_train_samples,
+        )
+
 
 class Teacher(_Table):
     preset: str = "teacher"
     epochs: Annotated[int, Field(ge=1)] = 30
     lr: Annotated[float, Field(gt=0)] = 3e-3
+
+    def teacher_config(self, batch_size: int):
+        """`nas.train.TeacherConfig` for this section (the teacher trains at the students' batch size)."""
+        from nas.train import TeacherConfig
+
+        return TeacherConfig(preset=self.preset, epochs=self.epochs, lr=self.lr, batch_size=batch_size)
 
 
 class EarlyStopping(_Table):
@@ -145,19 +172,6 @@ class StudyFile(_Table):
         if len(set(names)) != len(names):
             raise ValueError("devices: a device is listed twice")
         return self
-
-
-def _format_error(e: ValidationError) -> str:
-    err = e.errors()[0]
-    loc = ""
-    for part in err["loc"]:
-        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif err["type"] == "missing":
-        msg = "required field is missing"
-    return f"{loc}: {msg}" if loc else msg
 
 
 class Study:
@@ -342,5 +356,5 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     try:
         cfg = StudyFile.model_validate(data)
     except ValidationError as e:
-        raise InputError(f"{path}: {_format_error(e)}") from None
+        raise InputError(f"{path}: {FieldError(e)}") from None
     return Study(path, cfg)

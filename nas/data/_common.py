@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from memory_models.errors import InputError
+from memory_models.errors import FieldError, InputError
 
 from .base import Split
 
@@ -300,20 +300,18 @@ def cached_build(
 def format_validation_error(
     name: str, err: Any, known: Iterable[str], hints: dict[str, str] | None = None
 ) -> str:
-    """One line from a pydantic ValidationError: which option, what is wrong."""
-    e = err.errors()[0]
-    parts = list(e.get("loc", ()))  # ("rates", 0) -> rates[0]; union/type tags and dict keys are dropped
-    loc = str(parts[0]) + "".join(f"[{p}]" for p in parts[1:] if isinstance(p, int)) if parts else ""
-    if e.get("type") == "extra_forbidden":
+    """One line from a pydantic ValidationError: which option, what is wrong (in TOML's words:
+    lists, not tuples)."""
+    fe = FieldError(err, keys=False)  # ("rates", 0) -> rates[0]
+    loc = fe.loc
+    if fe.kind == "unknown":
         return f"dataset '{name}': unknown option '{loc}' (known options: {', '.join(known)})"
-    msg = str(e.get("msg", "invalid value"))
-    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    msg = msg.replace("Tuple should", "List should").replace("a valid tuple", "a list")
-    if e.get("type") == "missing":
+    msg = fe.msg.replace("Tuple should", "List should").replace("a valid tuple", "a list")
+    if fe.kind == "missing":
         hint = (hints or {}).get(loc)
         return f"dataset '{name}': option '{loc}' is required" + (f": {hint}" if hint else "")
     if not loc:
         return f"dataset '{name}': {msg}"
-    got = e.get("input")
+    got = fe.input
     got_s = "" if isinstance(got, dict) else f" (got {got!r})"
     return f"dataset '{name}': option '{loc}': {msg}{got_s}"

@@ -75,14 +75,11 @@ class CandidateEvaluator:
         if not self.cfg.training.distill:
             return None
         if self._teacher_logits is None:
-            from nas.train.teacher import TeacherConfig, get_teacher
+            from nas.train.teacher import get_teacher
 
-            t = self.cfg.teacher
             teacher = get_teacher(
                 self.study.dataset,
-                TeacherConfig(
-                    preset=t.preset, epochs=t.epochs, lr=t.lr, batch_size=self.cfg.training.batch_size
-                ),
+                self.cfg.teacher.teacher_config(self.cfg.training.batch_size),
                 seed=self.cfg.study.seed,
                 device=self.trainer_device,
                 threads=self.cfg.study.threads,
@@ -127,7 +124,7 @@ class CandidateEvaluator:
     def train(
         self, trial: optuna.Trial, arch: Arch, reports: dict[str, MemoryReport], per_device: dict
     ) -> list[float]:
-        from nas.train import TrainConfig, TrainingFailed, train_candidate
+        from nas.train import TrainingFailed, train_candidate
 
         cfg, tr = self.cfg, self.cfg.training
         TrialRecord.write_status(trial, Status.TRAINING)
@@ -154,20 +151,12 @@ class CandidateEvaluator:
                     return True
             return False
 
-        tc = TrainConfig(
+        tc = tr.train_config(
             epochs=cfg.budget.epochs,
-            batch_size=tr.batch_size,
-            lr=tr.lr,
-            weight_decay=tr.weight_decay,
-            patience=tr.patience,
-            distill=tr.distill,
-            temperature=tr.temperature,
-            alpha=tr.alpha,
             metric=metric_key,
             seed=cfg.study.seed + trial.number,
             device=self.trainer_device,
             threads=cfg.study.threads,
-            max_train_samples=tr.max_train_samples,
         )
         t0 = time.perf_counter()
         try:
