@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# The quantized bit-widths of weights and activations, end to end: the search space samples them,
+# Brevitas trains at them, the memory model packs sub-byte tensors at them, and the C kernels
+# address packed elements (2 and 4 divide 8, so no element straddles two bytes).
+BITS = (2, 4, 8)
+
 
 class OpKind(StrEnum):
     CONV1D = "conv1d"

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memory_models.errors import InputError
+from memory_models.ops import BITS
 
 FORMAT = "m2nas.arch"
 VERSION = 1
@@ -33,7 +34,6 @@ FUSION_POINTS = ("early", "intermediate", "late")
 FUSION_OPS = ("concat", "add", "gate", "lowrank")
 # Which operators make sense at which point: gating and low-rank products act on pooled vectors.
 VALID_FUSION_OPS = {"early": ("concat", "add"), "intermediate": ("concat", "add"), "late": FUSION_OPS}
-BITS = (2, 4, 8)
 
 
 def layers_in_block(op: str, expand: int) -> int:

@@ -81,6 +81,8 @@ from brevitas.quant import (
 from brevitas.quant_tensor import IntQuantTensor, QuantTensor
 from torch import Tensor, nn
 
+from memory_models.ops import BITS
+
 __all__ = [
     "WEIGHT_BITS",
     "ACT_BITS",
@@ -116,8 +118,8 @@ __all__ = [
 # leave them on the CPU for a model on an accelerator. This project uses Brevitas only here.
 brevitas_config.REINIT_ON_STATE_DICT_LOAD = False
 
-WEIGHT_BITS = (2, 4, 8)
-ACT_BITS = (2, 4, 8)
+WEIGHT_BITS = BITS
+ACT_BITS = BITS
 OBSERVE_STEPS = 100  # training steps of range observation before activation thresholds are learned
 
 

@@ -10,7 +10,7 @@ import tomllib
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -18,7 +18,8 @@ from memory_models.errors import FieldError, InputError
 
 from .arch import BITS, BLOCK_OPS, FUSION_POINTS, VALID_FUSION_OPS
 
-Bits = Literal[2, 4, 8]
+Bits = Literal[2, 4, 8]  # memory_models.ops.BITS, spelled out for pydantic
+assert get_args(Bits) == BITS
 
 
 class IntRange(BaseModel):
@@ -56,7 +57,7 @@ class SearchSpace(BaseModel):
     strides: list[Literal[1, 2]] = [1, 2]
     pools: list[Literal[1, 2]] = [1, 2]
     expand: list[Annotated[int, Field(ge=1)]] = [2, 4]
-    weight_bits: list[Bits] = [2, 4, 8]
+    weight_bits: list[Bits] = list(BITS)
     act_bits: list[Bits] = [4, 8]
     first_layer_bits: Bits | None = Field(
         8, description="fixed weight/activation bits of every stem; null to search"

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from memory_models.errors import InputError
+from memory_models.ops import BITS
 
 try:  # typer >= 0.29 vendors click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -75,7 +76,7 @@ def devices(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
             f"{lv.name} {_size(lv.capacity_bytes)}{'' if lv.writable else ' (ro)'}" for lv in d.levels
         )
         target = ", ".join(f"{k}={v}" for k, v in d.default_target.items())
-        macs = "/".join(f"{d.macs_per_cycle[b]:g}" for b in ("8", "4", "2"))
+        macs = "/".join(f"{d.macs_per_cycle[b]:g}" for b in map(str, reversed(BITS)))
         table.add_row(
             d.name,
             f"{d.core} x{d.cores}" if d.cores > 1 else d.core,

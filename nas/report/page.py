@@ -19,6 +19,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from memory_models.errors import InputError
+from memory_models.ops import BITS
 from nas.engine.record import Attr, TrialRecord
 from nas.engine.results import best_trial, count, pareto_front
 
@@ -260,7 +261,7 @@ def bits_figure(device: str, trial, table: pd.DataFrame) -> go.Figure:
             colorscale=[[0, "#d62728"], [0.33, "#ff7f0e"], [1, "#2ca02c"]],
             zmin=2,
             zmax=8,
-            colorbar=dict(title="bits", tickvals=[2, 4, 8]),
+            colorbar=dict(title="bits", tickvals=list(BITS)),
             hovertemplate="%{x}<br>%{y}: %{z} bit<extra></extra>",
             meta={"kind": "bits", "device": device},
         )

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from memory_models.errors import InputError
-from memory_models.ops import GroupOp
+from memory_models.ops import BITS, GroupOp
 
 from .kernels import kernel_source
 from .packing import c_array, c_bytes, c_ident, fixed_point, pack, shared_shift
@@ -126,7 +126,7 @@ class _Lowering:
                 f"C export: tensor {tensor!r} is {bits}-bit in the graph but its quantizer is {qi.bits}-bit "
                 f"({op.name if op is not None else 'input'})"
             )
-        if bits not in (2, 4, 8):
+        if bits not in BITS:
             raise InputError(f"C export: unsupported activation bit-width {bits} ({tensor})")
 
     def const(self, ctype: str, name: str, values, kind: str, nbytes: int) -> str:
@@ -218,7 +218,7 @@ class _Lowering:
             )
         qp = quant.quant_params(layer)
         w_int, w_scale, wbits = qp["weight_int"], qp["weight_scale"].to(torch.float32), qp["weight_bits"]
-        if wbits not in (2, 4, 8):
+        if wbits not in BITS:
             raise InputError(f"C export: unsupported weight bit-width {wbits} ({op.name})")
         if w_int.numel() != op.weights or wbits != op.weight_bits:
             raise InputError(

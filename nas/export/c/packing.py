@@ -8,13 +8,14 @@ import re
 import numpy as np
 
 from memory_models.errors import InputError
+from memory_models.ops import BITS
 
 
 def pack(values, bits: int) -> bytes:
     """Pack integers at `bits` (2, 4 or 8) per element, element i at bits (i*bits) % 8 of byte
     i*bits // 8 (low bits first), two's complement for negatives: ``ceil(n * bits / 8)`` bytes."""
     v = np.asarray(values).astype(np.int64).reshape(-1)
-    if bits not in (2, 4, 8):
+    if bits not in BITS:
         raise ValueError(f"cannot pack {bits}-bit values (2, 4 or 8)")
     u = (v & ((1 << bits) - 1)).astype(np.uint8)
     per = 8 // bits
