@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from memory_models.errors import InputError
 from memory_models.ops import BITS
+
+from .console import err, out
 
 try:  # typer >= 0.29 vendors click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError
@@ -27,8 +28,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 DevicesOpt = Annotated[
     list[Path] | None, typer.Option("--devices", help="Extra device TOML file(s); may be repeated.")
@@ -85,7 +84,7 @@ def devices(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
             target,
             macs,
         )
-    out.print(table)
+    out().print(table)
 
 
 @app.command()
@@ -103,7 +102,8 @@ def memory(
 ) -> None:
     """Analyse a model's flash, peak SRAM, arena plan and fit on a device."""
     from memory_models import evaluate, get_device
-    from nas.cli.model_files import load_graph
+
+    from .model_files import load_graph
 
     dev = get_device(device, devices or ())
     graph = load_graph(model)
@@ -128,7 +128,7 @@ def sample(
     """Print N sampled archs as JSON lines (format m2nas.arch)."""
     import random
 
-    from nas.cli.sampling import resolve_sampling
+    from .sampling import resolve_sampling
 
     space_cfg, shapes, n_classes = resolve_sampling(space, inputs or [], classes)
     from search_spaces import sample_random
@@ -141,7 +141,10 @@ def sample(
 @app.command()
 def datasets(json_out: JsonOpt = False) -> None:
     """List the datasets: modalities and shapes, classes, split sizes (building generated ones once)."""
-    from nas.cli.datasets import datasets_command
+    from .datasets import datasets_command
+    from .progress import show_builds
+
+    show_builds()
 
     datasets_command(json_out)
 
@@ -169,13 +172,18 @@ def search(
     from nas.config.study import load_study
     from nas.engine.search import run_search
 
+    from .progress import live_search_progress, show_builds
+
+    show_builds()
+
     study = load_study(study_file)
-    result = run_search(study, trials, timeout, workers, storage, progress=not json_out)
+    with live_search_progress(not json_out) as progress:
+        result = run_search(study, trials, timeout, workers, storage, progress=progress)
     if json_out:
         print(json.dumps(result, indent=1))
     else:
         c = result["counts"]
-        out.print(
+        out().print(
             f"{'interrupted' if result['interrupted'] else 'done'} ({result['stopped']}) in {result['seconds']:.0f} s: "
             f"{c['trained']} trained, {c['stopped_early']} stopped early, {c['rejected']} rejected before training, "
             f"{c['failed']} failed. Run `m2nas status {study_file}` for the fronts."
@@ -213,7 +221,7 @@ def worker(
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     if not quiet:
-        out.print(f"worker {index} stopped: {why}")
+        out().print(f"worker {index} stopped: {why}")
 
 
 @app.command()
@@ -226,7 +234,7 @@ def status(study_file: StudyArg, storage: StorageOpt = None, json_out: JsonOpt =
         print(json.dumps(st, indent=1))
         return
     c = st["counts"]
-    out.print(
+    out().print(
         f"[bold]{st['study']}[/bold]: {c['trained']} trained, {c['stopped_early']} stopped early, "
         f"{c['rejected']} rejected before training, {c['failed']} failed, {c['running']} running; "
         f"feasible fraction {c['feasible_fraction']:.0%}"
@@ -248,7 +256,7 @@ def status(study_file: StudyArg, storage: StorageOpt = None, json_out: JsonOpt =
             )
         if not rows:
             t.add_row("-", "no trained candidate fits yet", "", "", "", "")
-        out.print(t)
+        out().print(t)
 
 
 @app.command()
@@ -271,7 +279,10 @@ def train(
     json_out: JsonOpt = False,
 ) -> None:
     """Train one arch with quantization-aware training (and distillation) and print its validation metrics."""
-    from nas.cli.train import train_command
+    from .progress import show_builds
+    from .train import train_command
+
+    show_builds()
 
     train_command(
         arch_file,
@@ -296,9 +307,11 @@ def report(
     storage: StorageOpt = None,
 ) -> None:
     """Write a self-contained HTML report (plotly, works offline) and front.csv beside it."""
-    from nas.report.page import report_command
+    from nas.report.page import write_report
 
-    report_command(study_file, out_path, storage)
+    files = write_report(study_file, out_path, storage)
+    out().print(f"report: {files.html} ({files.analysed} candidates analysed)")
+    out().print(f"front:  {files.csv} ({files.front_rows} rows)")
 
 
 @app.command()
@@ -308,9 +321,20 @@ def dashboard(
     storage: StorageOpt = None,
 ) -> None:
     """Serve optuna-dashboard over the study's storage and artifacts on 127.0.0.1."""
-    from nas.report.dashboard import dashboard_command
+    from nas.report.dashboard import open_dashboard
 
-    dashboard_command(study_file, port, storage)
+    d = open_dashboard(study_file, port, storage)
+    out().print(
+        f"optuna-dashboard for study {d.study!r} ({d.trials} trials) on {d.url} "
+        f"(artifacts {d.artifact_dir}); Ctrl-C stops it",
+        soft_wrap=True,
+    )
+    try:
+        d.server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        out().print("dashboard stopped")
+    finally:
+        d.server.server_close()
 
 
 @app.command()
@@ -330,14 +354,17 @@ def export(
     storage: StorageOpt = None,
 ) -> None:
     """Export the best fitting trial per device: ONNX (QCDQ), QONNX, weights, memory report, model card."""
-    from nas.export.trial import export_command
+    from .export import export_command
+    from .progress import show_builds
+
+    show_builds()
 
     export_command(study_file, device, all_devices, out_dir, finetune_epochs, c_code, storage)
 
 
 def print_report(report) -> None:
     verdict = "[green]fits[/green]" if report.fits else f"[red]does not fit[/red]: {report.reason}"
-    out.print(
+    out().print(
         f"[bold]{report.graph.name}[/bold] on [bold]{report.device}[/bold] "
         f"({', '.join(f'{k}={v}' for k, v in report.target.items())}): {verdict}"
     )
@@ -374,26 +401,42 @@ def print_report(report) -> None:
     )
     t.add_row("MACs / params", f"{report.macs:,}", f"{report.params:,} parameters")
     t.add_row("schedule", report.schedule_.method, " -> ".join(report.schedule))
-    out.print(t)
+    out().print(t)
+
+
+def _warnings_as_lines() -> None:
+    """m2nas's own warnings (nas.*, e.g. an unwritable cache) as one `m2nas: warning:` line each."""
+    import warnings
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("nas."):
+            err().print(f"m2nas: warning: {message}", markup=False, soft_wrap=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: bad input is one line on stderr and exit code 2, never a traceback."""
+    _warnings_as_lines()
     try:
         rc = app(args=argv, standalone_mode=False)
     except InputError as e:
-        err.print(f"m2nas: error: {e}", markup=False, soft_wrap=True)
+        err().print(f"m2nas: error: {e}", markup=False, soft_wrap=True)
         sys.exit(2)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except NoArgsIsHelpError as e:
-        out.print(e.format_message(), markup=False)
+        out().print(e.format_message(), markup=False)
         sys.exit(0)
     except ClickException as e:
-        err.print(f"m2nas: error: {e.format_message()} (see m2nas --help)", markup=False, soft_wrap=True)
+        err().print(f"m2nas: error: {e.format_message()} (see m2nas --help)", markup=False, soft_wrap=True)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
-        err.print("m2nas: interrupted", markup=False)
+        err().print("m2nas: interrupted", markup=False)
         sys.exit(130)
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -28,8 +28,9 @@ def datasets_command(json_out: bool) -> None:
     if json_out:
         print(json.dumps(rows, indent=1))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from .console import out
 
     table = Table(title="m2nas datasets")
     for col in ("name", "modalities (per-sample shape)", "classes", "train / val / test", "about"):
@@ -42,4 +43,4 @@ def datasets_command(json_out: bool) -> None:
             classes = str(r["classes"])
             sizes = " / ".join(str(r["splits"][k]) for k in ("train", "val", "test"))
         table.add_row(r["name"], mods, classes, sizes, r["summary"])
-    Console(highlight=False).print(table)
+    out().print(table)

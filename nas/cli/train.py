@@ -129,21 +129,20 @@ def train_command(
 
 
 def _progress():
-    from rich.console import Console
-
-    err = Console(stderr=True, highlight=False)
+    from .console import err
 
     def say(msg: str) -> None:
-        err.print(msg, markup=False, soft_wrap=True)
+        err().print(msg, markup=False, soft_wrap=True)
 
     return say
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    out = Console(highlight=False)
+    from .console import out as stdout
+
+    out = stdout()
     out.print(f"{report['arch']} ({report['arch_key']}): {report['summary']}", markup=False, soft_wrap=True)
     t = Table(
         title=f"validation on {report['dataset']}, best epoch {report['best_epoch']}", title_justify="left"

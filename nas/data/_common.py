@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -165,29 +166,33 @@ def make_splits(
 # --------------------------------------------------------------------------------------------- progress
 
 
+class CacheWarning(UserWarning):
+    """The dataset cache could not be written (the data were built and are used anyway)."""
+
+
+
 def show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else bool(progress)
 
 
+# How long builds are shown: a context manager factory (description, total) -> advance(n), or None.
+# The library never draws; the CLI installs a progress bar (nas.cli.progress) at startup.
+_progress_factory: Callable[[str, int], Any] | None = None
+
+
+def set_progress_display(factory: Callable[[str, int], Any] | None) -> None:
+    global _progress_factory
+    _progress_factory = factory
+
+
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields `advance(n)`. Does nothing when disabled."""
-    if not enabled:
+    """Yields `advance(n)` for a long build; shown through the installed display, if any."""
+    if not enabled or _progress_factory is None:
         yield lambda n=1: None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+    with _progress_factory(description, total) as advance:
+        yield advance
 
 
 # -------------------------------------------------------------------------------------------------- CSV
@@ -293,7 +298,7 @@ def cached_build(
     try:
         save_cached(path, arrays, {"key": key})
     except OSError as e:  # a read-only cache is not fatal
-        print(f"m2nas: warning: cannot write cache {path}: {e}", file=sys.stderr)
+        warnings.warn(f"cannot write cache {path}: {e}", CacheWarning, stacklevel=2)
     return arrays, "regenerated" if existed else "generated"
 
 

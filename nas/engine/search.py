@@ -1,4 +1,4 @@
-"""Running a study: the worker loop, several workers, live progress, budget, resume, Ctrl-C.
+"""Running a study: the worker loop, several workers, progress snapshots, budget, resume, Ctrl-C.
 
 The budget counts *candidates that cost training* (trained or stopped early): rejections cost
 microseconds of analysis and a storage write, so they do not use it up (`max_rejected` caps them).
@@ -9,11 +9,9 @@ with the same parameters.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,27 +174,58 @@ def summarize(study: Study, trials: list) -> dict[str, Any]:
     return {"counts": c.to_dict(), "best": best}
 
 
-def progress_table(study: Study, trials: list, started: float, deadline: float | None, budget: int):
-    from rich.table import Table
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a running search, handed to the caller's `progress` callback about once a
+    second (the CLI draws it; the engine never prints)."""
 
-    s = summarize(study, trials)
-    c = s["counts"]
-    t = Table(title=f"m2nas search: {study.name}", show_header=False, box=None)
-    t.add_row("trained", f"{c['trained']} / {budget}", "stopped early", str(c["stopped_early"]))
-    t.add_row("rejected (never trained)", str(c["rejected"]), "failed", str(c["failed"]))
-    t.add_row("feasible fraction", f"{c['feasible_fraction']:.0%}", "running", str(c["running"]))
-    elapsed = time.time() - started
-    left = "-" if deadline is None else f"{max(0, deadline - time.time()):.0f} s"
-    t.add_row("elapsed", f"{elapsed:.0f} s", "time left", left)
-    metric = study.cfg.objectives.metric
-    for name, b in s["best"].items():
-        text = (
-            "none yet"
-            if b is None
-            else f"{b[f'val_{metric}']:.4f} (#{b['trial']}, flash {b['flash']:,} B, SRAM {b['sram']:,} B)"
+    study: str
+    counts: dict[str, Any]
+    best: dict[str, dict[str, Any] | None]  # per device, as in the result's `best`
+    metric: str
+    budget: int
+    elapsed_s: float
+    left_s: float | None  # None without a deadline
+
+
+def _snapshot(study: Study, ostudy, started: float, deadline: float | None, budget: int) -> Progress:
+    s = summarize(study, trials_of(ostudy))
+    now = time.time()
+    return Progress(
+        study.name,
+        s["counts"],
+        s["best"],
+        study.cfg.objectives.metric,
+        budget,
+        now - started,
+        None if deadline is None else max(0.0, deadline - now),
+    )
+
+
+def _worker_process(study_path: str, budget: Budget, storage_url: str, worker_index: int) -> None:
+    """One more local worker, in its own process: it loads the study file itself (as a worker on
+    another machine would) and leaves quietly on Ctrl-C; its interrupted trial is requeued."""
+    from nas.config.study import load_study
+
+    try:
+        run_worker(load_study(study_path), budget, storage_url, worker_index)
+    except KeyboardInterrupt:
+        pass
+
+
+def start_workers(study: Study, budget: Budget, storage_url: str, count: int, first_index: int = 1) -> list:
+    """Start `count` worker processes on this machine (spawned: no forked torch or storage state)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for i in range(first_index, first_index + count):
+        p = ctx.Process(
+            target=_worker_process, args=(str(study.path), budget, storage_url, i), name=f"m2nas-worker-{i}"
         )
-        t.add_row(f"best on {name}", text, "", "")
-    return t
+        p.start()
+        procs.append(p)
+    return procs
 
 
 def run_search(
@@ -205,8 +234,10 @@ def run_search(
     timeout: float | None = None,
     workers: int = 1,
     storage_url: str | None = None,
-    progress: bool = True,
+    progress: Callable[[Progress], None] | None = None,
 ) -> dict[str, Any]:
+    """Run (or resume) the study with `workers` processes on this machine until the budget is used
+    up; `progress`, if given, receives a `Progress` about once a second and once at the end."""
     cfg = study.cfg
     n = trials or cfg.budget.trials
     deadline = (
@@ -218,44 +249,16 @@ def run_search(
     ostudy = open_study(study, url)  # creates the study once, before any worker races to
     _ = study.dataset  # build/load the data once (generated datasets are cached on disk)
     started = time.time()
-    children = []
-    for i in range(1, workers):
-        cmd = [
-            sys.executable,
-            "-m",
-            "nas.cli",
-            "worker",
-            str(study.path),
-            "--storage",
-            url,
-            "--index",
-            str(i),
-            "--trials",
-            str(n),
-            "--quiet",
-        ]
-        if deadline is not None:
-            cmd += ["--deadline", str(deadline)]
-        children.append(subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}))
+    children = start_workers(study, budget, url, workers - 1)
 
     stop_display = threading.Event()
-    live = None
     if progress:
-        from rich.console import Console
-        from rich.live import Live
-
-        live = Live(
-            progress_table(study, trials_of(ostudy), started, deadline, n),
-            console=Console(stderr=True),
-            refresh_per_second=2,
-            transient=False,
-        )
-        live.start()
+        progress(_snapshot(study, ostudy, started, deadline, n))
 
         def refresh() -> None:
             while not stop_display.wait(1.0):
                 try:
-                    live.update(progress_table(study, trials_of(ostudy), started, deadline, n))
+                    progress(_snapshot(study, ostudy, started, deadline, n))
                 except Exception:  # the display must never take the search down
                     pass
 
@@ -264,20 +267,18 @@ def run_search(
     try:
         why = run_worker(study, budget, url, 0)
         for p in children:
-            p.wait()
+            p.join()
     except KeyboardInterrupt:
         interrupted = True
         why = "interrupted"
         for p in children:
-            try:
-                p.wait(timeout=60)
-            except subprocess.TimeoutExpired:
+            p.join(timeout=60)
+            if p.is_alive():
                 p.kill()
     finally:
         stop_display.set()
-        if live is not None:
-            live.update(progress_table(study, trials_of(ostudy), started, deadline, n))
-            live.stop()
+        if progress:
+            progress(_snapshot(study, ostudy, started, deadline, n))
     result = summarize(study, trials_of(ostudy))
     result["stopped"] = why
     result["interrupted"] = interrupted

@@ -1,4 +1,4 @@
-"""`m2nas dashboard`: optuna-dashboard over a study's storage and artifact store, on 127.0.0.1 only.
+"""optuna-dashboard over a study's storage and artifact store, on 127.0.0.1 only.
 
 We build the WSGI app with `optuna_dashboard.wsgi` and serve it ourselves (threaded wsgiref, as
 optuna-dashboard's own CLI does) rather than calling `run_server`, so that a port already in use is
@@ -9,6 +9,7 @@ ends the server cleanly instead of through bottle's handler.
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -39,9 +40,19 @@ def bind(app, port: int) -> WSGIServer:
         raise InputError(f"--port {port}: cannot listen on {HOST} ({e.strerror})") from None
 
 
-def dashboard_command(study_file: Path, port: int, storage: str | None) -> None:
+@dataclass
+class Dashboard:
+    """A bound (not yet serving) dashboard: the caller runs `server.serve_forever()`."""
+
+    server: WSGIServer
+    url: str
+    study: str
+    trials: int
+    artifact_dir: Path
+
+
+def open_dashboard(study_file: Path, port: int, storage: str | None) -> Dashboard:
     from optuna_dashboard import wsgi
-    from rich.console import Console
 
     from nas.engine.storage import artifact_store, make_storage
 
@@ -51,15 +62,4 @@ def dashboard_command(study_file: Path, port: int, storage: str | None) -> None:
     s = study.cfg.study
     rdb = make_storage(url, s.heartbeat_s, s.grace_s, s.max_retry, create=False)
     server = bind(wsgi(rdb, artifact_store=artifact_store(study.artifact_dir)), port)
-    con = Console(highlight=False)
-    con.print(
-        f"optuna-dashboard for study {study.name!r} ({len(trials)} trials) on http://{HOST}:{port}/ "
-        f"(artifacts {study.artifact_dir}); Ctrl-C stops it",
-        soft_wrap=True,
-    )
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        con.print("dashboard stopped")
-    finally:
-        server.server_close()
+    return Dashboard(server, f"http://{HOST}:{port}/", study.name, len(trials), study.artifact_dir)

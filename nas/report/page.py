@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -401,9 +402,17 @@ def build_html(study, trials, url: str) -> tuple[str, pd.DataFrame]:
     return page, front
 
 
-def report_command(study_file: Path, out_path: Path | None, storage: str | None) -> None:
-    from rich.console import Console
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    csv: Path
+    analysed: int  # candidates analysed
+    front_rows: int
 
+
+def write_report(study_file: Path, out_path: Path | None, storage: str | None) -> ReportFiles:
+    """The HTML page (default: `<study>.report.html` beside the study) and `front.csv` beside it."""
+    study_file = Path(study_file)
     study, trials, url = load_trials(study_file, storage)
     out_path = Path(out_path) if out_path else study_file.with_name(f"{study_file.stem}.report.html")
     if out_path.is_dir():
@@ -416,6 +425,4 @@ def report_command(study_file: Path, out_path: Path | None, storage: str | None)
         front.to_csv(csv_path, index=False)
     except OSError as e:
         raise InputError(f"--out {out_path}: cannot write ({e.strerror})") from None
-    con = Console(highlight=False)
-    con.print(f"report: {out_path} ({count(trials).analysed} candidates analysed)")
-    con.print(f"front:  {csv_path} ({len(front)} rows)")
+    return ReportFiles(out_path, csv_path, count(trials).analysed, len(front))

@@ -30,8 +30,7 @@ from typing import Any
 import numpy as np
 
 from memory_models.errors import InputError
-from nas.data import default_cache_dir
-from nas.data._common import stable_hash
+from nas.data import default_cache_dir, stable_hash
 from search_spaces.arch import Arch, Block, Branch, Fusion, Head
 
 __all__ = ["PRESETS", "Teacher", "TeacherConfig", "get_teacher", "teacher_arch"]
