@@ -66,20 +66,21 @@ class CProgram:
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _act_quantizer(module):
+def act_quantizer(module):
     """The ActPerTensorQuant of an activation layer, or of a pooling / join module's requantizer."""
     from search_spaces import quant
 
     for m in (module, getattr(module, "q", None), getattr(module, "requant", None)):
         if m is None:
             continue
-        tq = quant._act_tensor_quant(m)
+        tq = quant.act_tensor_quant(m)
         if tq is not None:
             return m, tq
     raise InputError(f"C export: no activation quantizer in module {type(module).__name__}")
 
 
-def _qinfo(tq) -> QInfo:
+def qinfo(tq) -> QInfo:
+    """The tensor quantization of an activation quantizer, as the generated code needs it."""
     with torch.no_grad():
         scale = (tq.threshold().detach() / tq.qmax).to(torch.float32)
     return QInfo(scale, int(tq.bits), bool(tq.signed), int(tq.qmin), int(tq.qmax))
@@ -149,8 +150,8 @@ class _Lowering:
         for name in g.inputs:
             m = name
             mod = self.module(f"branches.{m}.input_q")
-            _, tq = _act_quantizer(mod)
-            qi = _qinfo(tq)
+            _, tq = act_quantizer(mod)
+            qi = qinfo(tq)
             self.check_bits(name, qi, None)
             self.q[name] = qi
         # Quantization info follows the graph order (producers first); code follows the schedule.
@@ -192,8 +193,8 @@ class _Lowering:
         raise InputError(f"C export: unsupported operator {kind} ({op.name})")
 
     def out_quant(self, op, path: str) -> QInfo:
-        _, tq = _act_quantizer(self.module(path, op))
-        qi = _qinfo(tq)
+        _, tq = act_quantizer(self.module(path, op))
+        qi = qinfo(tq)
         (y,) = op.outputs
         self.check_bits(y, qi, op)
         self.q[y] = qi
@@ -227,16 +228,16 @@ class _Lowering:
             )
         b_int, _ = quant.int32_bias(layer, xi.scale_t)
         cout = w_int.shape[0]
-        _, tq = _act_quantizer(act)
-        yi = _qinfo(tq)
+        _, tq = act_quantizer(act)
+        yi = qinfo(tq)
         self.check_bits(y, yi, op)
         self.q[y] = yi
         lut = "NULL"
         lut_lo = 0
         target_scale, lo, hi = yi.scale, yi.lo, yi.hi
         if is_sigmoid:
-            itq = quant._act_tensor_quant(act, "input_quant")
-            ii = _qinfo(itq)
+            itq = quant.act_tensor_quant(act, "input_quant")
+            ii = qinfo(itq)
             target_scale, lo, hi = ii.scale, ii.lo, ii.hi
             with torch.no_grad():
                 v = torch.arange(ii.lo, ii.hi + 1, dtype=torch.float32) * ii.scale_t

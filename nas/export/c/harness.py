@@ -55,12 +55,12 @@ def compile_harness(
 
 def quantize_inputs(model, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The int8 values the model's input quantizers produce (what the C entry point takes)."""
-    from .emit import _act_quantizer, _qinfo
+    from .emit import act_quantizer, qinfo
 
     out = {}
     for m in model.modalities:
-        _, tq = _act_quantizer(model.branches[m].input_q)
-        qi = _qinfo(tq)
+        _, tq = act_quantizer(model.branches[m].input_q)
+        qi = qinfo(tq)
         t = torch.from_numpy(np.ascontiguousarray(x[m], dtype=np.float32))
         q = torch.div(t, qi.scale_t).round_().clamp_(qi.lo, qi.hi)
         out[m] = q.to(torch.int8).numpy()
@@ -97,10 +97,10 @@ def run_harness(
 
 def torch_int_logits(model, x: dict[str, np.ndarray], batch: int = 512) -> np.ndarray:
     """The Brevitas model's logits on the output quantizer's integer grid."""
-    from .emit import _act_quantizer, _qinfo
+    from .emit import act_quantizer, qinfo
 
-    _, tq = _act_quantizer(model.head.classifier_act)
-    s = _qinfo(tq).scale_t
+    _, tq = act_quantizer(model.head.classifier_act)
+    s = qinfo(tq).scale_t
     outs = []
     n = len(next(iter(x.values())))
     was = model.training
