@@ -1,4 +1,7 @@
-"""One trial: sample an arch, analyse it on every study device, reject it or train it.
+"""One trial as Optuna sees it: sample an arch, screen it on every study device, reject it or train it.
+
+The pieces live apart: memory screening in `screening`, the teacher's logits in `teacher_logits`,
+what is stored with the trial in `record`, artifacts in `storage`; this module only sequences them.
 
 A candidate that fits none of the study's device targets is recorded (PRUNED, status `rejected`,
 with its figures, its reason and a positive constraint value so Optuna's samplers learn where the
@@ -9,46 +12,28 @@ distillation; the multi-objective early-stopping rule may stop them (PRUNED, sta
 
 from __future__ import annotations
 
-import json
-import tempfile
 import time
 import warnings
-from pathlib import Path
-from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from memory_models import MemoryReport, evaluate
+from memory_models import MemoryReport
 from nas.config.study import Study
-from search_spaces import Arch, graph, sample
+from search_spaces import Arch, sample
 
 from .early_stop import Finished, checkpoints, should_stop
 from .record import Status, TrialRecord
+from .screening import MemoryScreen, figures, overshoot
+from .storage import save_trial_artifacts
+from .teacher_logits import TeacherLogits
 
-
-def figures(r: MemoryReport) -> dict[str, Any]:
-    """The key numbers of one device's report, as stored in a trial's user attributes."""
-    return {
-        "fits": r.fits,
-        "flash": r.flash_bytes,
-        "model_flash": r.flash.model_bytes,
-        "sram": r.sram_bytes,
-        "arena": r.arena_bytes,
-        "peak": r.peak_sram_bytes,
-        "latency": r.latency_ms_est,
-        "energy": r.energy_uj_est,
-        "margins": r.margins(),
-        "reason": r.reason,
-    }
-
-
-def overshoot(r: MemoryReport) -> float:
-    """Largest relative overshoot over the levels that hold something (<= 0 when it fits)."""
-    return max((lv.used_bytes - lv.capacity_bytes) / lv.capacity_bytes for lv in r.levels if lv.holds)
+__all__ = ["CandidateEvaluator", "figures", "overshoot"]
 
 
 class CandidateEvaluator:
+    """The Optuna objective of a study (callable on a trial); `store` is the artifact store."""
+
     def __init__(self, study: Study, store, trainer_device: str | None = None) -> None:
         self.study = study
         self.cfg = study.cfg
@@ -56,36 +41,18 @@ class CandidateEvaluator:
         self.inputs, self.classes = shapes["modalities"], shapes["classes"]
         self.store = store
         self.trainer_device = trainer_device or self.cfg.study.device
-        self._teacher_logits = None
+        self.screen = MemoryScreen(study)
+        self.teacher_logits = TeacherLogits(study, self.trainer_device)
         self.current_trial: optuna.Trial | None = None
 
-    # ---- memory ---------------------------------------------------------------------------------
     def analyse(self, arch: Arch) -> dict[str, MemoryReport]:
-        g = graph(arch)
-        return {name: evaluate(g, dev, self.study.targets[name]) for name, dev in self.study.devices.items()}
+        return self.screen.analyse(arch)
 
     def objective_values(self, metric: float, per_device: dict[str, dict]) -> list[float]:
         values = [metric]
         for obj in self.study.objectives:
             values.append(float(per_device[obj.on(self.study.primary_device)][obj.figure]))
         return values
-
-    # ---- teacher --------------------------------------------------------------------------------
-    def teacher_logits(self):
-        if not self.cfg.training.distill:
-            return None
-        if self._teacher_logits is None:
-            from nas.train.teacher import get_teacher
-
-            teacher = get_teacher(
-                self.study.dataset,
-                self.cfg.teacher.teacher_config(self.cfg.training.batch_size),
-                seed=self.cfg.study.seed,
-                device=self.trainer_device,
-                threads=self.cfg.study.threads,
-            )
-            self._teacher_logits = teacher.train_logits
-        return self._teacher_logits
 
     # ---- the trial ------------------------------------------------------------------------------
     def sample_and_record(self, trial: optuna.Trial) -> tuple[Arch, dict[str, MemoryReport], dict]:
@@ -101,11 +68,9 @@ class CandidateEvaluator:
         arch, reports, per_device = self.sample_and_record(trial)
         with warnings.catch_warnings():  # a retried trial inherits the (same) value: Optuna warns
             warnings.simplefilter("ignore")
-            trial.set_constraint("fits_a_device", min(overshoot(r) for r in reports.values()))
-        if not any(r.fits for r in reports.values()):
-            TrialRecord.write_status(
-                trial, Status.REJECTED, "; ".join(f"{n}: {r.reason}" for n, r in reports.items())
-            )
+            trial.set_constraint("fits_a_device", self.screen.constraint(reports))
+        if not self.screen.fits_any(reports):
+            TrialRecord.write_status(trial, Status.REJECTED, self.screen.rejection(reports))
             raise optuna.TrialPruned("fits no device target")
         assert any(r.fits for r in reports.values()), "a candidate that fits no device must never be trained"
         return self.train(trial, arch, reports, per_device)
@@ -170,26 +135,8 @@ class CandidateEvaluator:
             reason = stop_reason[0] if stop_reason else "stopped by the early-stopping rule"
             TrialRecord.write_status(trial, Status.STOPPED_EARLY, reason)
             raise optuna.TrialPruned(reason)
-        self.save_artifacts(trial, arch, reports, result)
+        TrialRecord.write_artifacts(
+            trial, save_trial_artifacts(self.store, trial, arch, reports, result.state_dict)
+        )
         TrialRecord.write_status(trial, Status.TRAINED)
         return self.objective_values(result.metrics[metric_key], per_device)
-
-    def save_artifacts(
-        self, trial: optuna.Trial, arch: Arch, reports: dict[str, MemoryReport], result
-    ) -> None:
-        import torch
-        from optuna.artifacts import upload_artifact
-
-        ids = {}
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp = Path(tmp)
-            (tmp / "arch.json").write_text(arch.to_json(indent=1))
-            torch.save(result.state_dict, tmp / "weights.pt")
-            (tmp / "memory.json").write_text(
-                json.dumps({n: r.to_dict() for n, r in reports.items()}, indent=1)
-            )
-            for name in ("arch.json", "weights.pt", "memory.json"):
-                ids[name] = upload_artifact(
-                    artifact_store=self.store, file_path=str(tmp / name), study_or_trial=trial
-                )
-        TrialRecord.write_artifacts(trial, ids)

@@ -102,13 +102,40 @@ def best_trial(trials: list[FrozenTrial], device: str, metric: str) -> FrozenTri
 
 
 def hypervolume_2d_plus(points: np.ndarray, reference: np.ndarray) -> float:
-    """Hypervolume of points to be minimised in every column (exact, by inclusion over sorted slabs
-    for 2 columns; for more columns optuna's implementation)."""
+    """Hypervolume of points to be minimised in every column, exact (Optuna has no public API for
+    it). Points not strictly better than the reference in every column add nothing."""
+    points = np.asarray(points, dtype=float)
+    reference = np.asarray(reference, dtype=float)
     if len(points) == 0:
         return 0.0
-    from optuna._hypervolume import compute_hypervolume
-
     keep = np.all(points < reference, axis=1)
     if not keep.any():
         return 0.0
-    return float(compute_hypervolume(points[keep], reference))
+    return float(_hypervolume(_nondominated(points[keep]), reference))
+
+
+def _nondominated(p: np.ndarray) -> np.ndarray:
+    p = np.unique(p, axis=0)
+    le = np.all(p[:, None, :] <= p[None, :, :], axis=2)
+    lt = np.any(p[:, None, :] < p[None, :, :], axis=2)
+    dominated = (le & lt).any(axis=0)  # row j is dominated by some row i
+    return p[~dominated]
+
+
+def _hypervolume(p: np.ndarray, ref: np.ndarray) -> float:
+    """Slicing along the last column (HSO): exact, fast for the few-dimensional, small fronts here."""
+    if p.shape[1] == 1:
+        return float(ref[0] - p[:, 0].min())
+    if p.shape[1] == 2:
+        order = np.argsort(p[:, 0], kind="stable")
+        xs, ys = p[order, 0], np.minimum.accumulate(p[order, 1])
+        widths = np.diff(np.append(xs, ref[0]))
+        return float(np.sum(widths * (ref[1] - ys)))
+    p = p[np.argsort(p[:, -1], kind="stable")]
+    upper = np.append(p[1:, -1], ref[-1])
+    total = 0.0
+    for i in range(len(p)):
+        depth = upper[i] - p[i, -1]
+        if depth > 0:
+            total += depth * _hypervolume(p[: i + 1, :-1], ref[:-1])
+    return total

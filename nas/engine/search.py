@@ -139,7 +139,7 @@ def requeue_interrupted(ostudy: optuna.Study, evaluator) -> None:
     trial = evaluator.current_trial
     if trial is None:
         return
-    frozen = ostudy._storage.get_trial(trial._trial_id)
+    frozen = next(t for t in ostudy.get_trials(deepcopy=False) if t.number == trial.number)
     if frozen.state == TrialState.FAIL and TrialRecord(frozen).stored_status in (Status.TRAINING, None):
         ostudy.enqueue_trial(frozen.params, user_attrs={Attr.RETRY_OF: frozen.number}, skip_if_exists=False)
 

@@ -8,7 +8,9 @@ power loss) is marked failed after the grace period and re-queued with the same 
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -67,6 +69,22 @@ def make_storage(
 def artifact_store(directory: Path) -> FileSystemArtifactStore:
     directory.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(directory))
+
+
+def save_trial_artifacts(store, trial, arch, reports, state_dict) -> dict[str, str]:
+    """Upload a trained trial's arch.json, weights.pt and memory.json; their artifact ids by name."""
+    import torch
+    from optuna.artifacts import upload_artifact
+
+    ids = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "arch.json").write_text(arch.to_json(indent=1))
+        torch.save(state_dict, tmp / "weights.pt")
+        (tmp / "memory.json").write_text(json.dumps({n: r.to_dict() for n, r in reports.items()}, indent=1))
+        for name in ("arch.json", "weights.pt", "memory.json"):
+            ids[name] = upload_artifact(artifact_store=store, file_path=str(tmp / name), study_or_trial=trial)
+    return ids
 
 
 def load_existing_study(study_name: str, storage: RDBStorage) -> optuna.Study:
