@@ -252,27 +252,19 @@ def report_figures(report: MemoryReport) -> dict[str, Any]:
 def finetune(study, arch, model, epochs: int, seed: int) -> tuple[Any, dict[str, Any]]:
     """Continue training from the trial's weights at a tenth of the study's learning rate; the weights
     of the best validation epoch are kept only if they beat the trial's own."""
-    from nas.engine.objective import CandidateEvaluator
-    from nas.train import TrainConfig, evaluate_model, load_trained, train_candidate
+    from dataclasses import replace
+
+    from nas.engine.teacher_logits import teacher_logits
+    from nas.train import evaluate_model, load_trained, train_candidate
 
     cfg, tr = study.cfg, study.cfg.training
     metric = cfg.objectives.metric
     before = evaluate_model(model, study.dataset.val, threads=cfg.study.threads)[0]
-    teacher = CandidateEvaluator(study, None, "cpu").teacher_logits() if tr.distill else None
-    tc = TrainConfig(
-        epochs=epochs,
-        batch_size=tr.batch_size,
+    teacher = teacher_logits(study, "cpu") if tr.distill else None
+    tc = replace(
+        tr.train_config(epochs=epochs, metric=metric, seed=seed, device="cpu", threads=cfg.study.threads),
         lr=tr.lr / 10,
-        weight_decay=tr.weight_decay,
         patience=max(tr.patience, epochs),
-        distill=tr.distill,
-        temperature=tr.temperature,
-        alpha=tr.alpha,
-        metric=metric,
-        seed=seed,
-        device="cpu",
-        threads=cfg.study.threads,
-        max_train_samples=tr.max_train_samples,
     )
     original = {k: v.clone() for k, v in model.state_dict().items()}
     result = train_candidate(arch, study.dataset, tc, teacher, model=model)
