@@ -12,7 +12,7 @@ import time
 import pytest
 
 from memory_models import evaluate, get_device
-from tests.graphs import late_fusion
+from tests.fixtures.graphs import late_fusion
 
 TARGET_PER_SECOND = 5000
 

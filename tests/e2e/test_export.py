@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import assert_one_line_error, run_cli, write_smoke_study
+from tests.fixtures import assert_one_line_error, run_cli, write_smoke_study
 
 DEVICES = ("stm32f446re", "nrf52840")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import assert_one_line_error
-from tests.test_memory_model import two_branch_graph
+from tests.fixtures import assert_one_line_error
+from tests.fixtures.graphs import two_branch_graph
 
 
 def test_memory_json_report(cli, tmp_path):

@@ -15,7 +15,7 @@ from nas.data import DATASETS, dataset_names, describe, load_dataset
 from nas.data.audio import FrontEnd, log_mel, read_wav, write_wav
 from nas.data.base import Dataset
 from nas.data.png import read_png, resize, write_png
-from tests.data_fixtures import write_coswara, write_depth_thermal, write_digits_npz
+from tests.fixtures.data import write_coswara, write_depth_thermal, write_digits_npz
 
 # a small avdigits: 5 voices (1 test, 1 val, 3 train) x 2 rates x 2 pitches x 10 words = 200 utterances
 SMALL_AV = {

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.conftest import assert_one_line_error, run_cli
+from tests.fixtures import assert_one_line_error, run_cli
 
 CHROMIUM = os.environ.get("M2NAS_CHROMIUM", "/usr/bin/chromium")
 STATUSES = ("trained", "trained_over", "stopped_early", "rejected")

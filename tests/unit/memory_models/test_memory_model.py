@@ -11,7 +11,7 @@ from memory_models import InputError, Op, OpGraph, Tensor, evaluate, get_device
 from memory_models.arena import overlaps, plan_arena
 from memory_models.buffers import compile_buffers
 from memory_models.schedule import best_schedule, peak_of_order
-from tests.graphs import all_topological_orders, late_fusion, random_dags
+from tests.fixtures.graphs import all_topological_orders, late_fusion, random_dags, two_branch_graph
 
 STM = get_device("stm32f446re")
 
@@ -79,46 +79,6 @@ def test_im2col_scratch_is_counted():
     names = {row["buffer"]: row for row in r.arena_table()}
     assert names["conv2.scratch"]["bytes"] == 72 and names["conv1.scratch"]["bytes"] == 12
     assert names["conv2.scratch"]["first_step"] == names["conv2.scratch"]["last_step"] == 1
-
-
-def two_branch_graph() -> OpGraph:
-    t = {
-        "img": Tensor("img", (1, 16, 16), 8),  # 256 B
-        "a1": Tensor("a1", (8, 16, 16), 8),  # 2048 B
-        "a2": Tensor("a2", (8,), 8),  # 8 B
-        "mfcc": Tensor("mfcc", (1, 8, 8), 8),  # 64 B
-        "b1": Tensor("b1", (4, 8, 8), 8),  # 256 B
-        "b2": Tensor("b2", (4,), 8),  # 4 B
-        "cat": Tensor("cat", (12,), 8),  # 12 B
-        "y": Tensor("y", (3,), 8),  # 3 B -> 4
-    }
-    ops = [  # listed image branch first: the "naive" order
-        Op(
-            "img_conv",
-            "conv2d",
-            ("img",),
-            ("a1",),
-            weights=72,
-            bias=8,
-            macs=72 * 256,
-            attrs={"kernel": [3, 3]},
-        ),
-        Op("img_pool", "global_avgpool", ("a1",), ("a2",)),
-        Op(
-            "aud_conv",
-            "conv2d",
-            ("mfcc",),
-            ("b1",),
-            weights=36,
-            bias=4,
-            macs=36 * 64,
-            attrs={"kernel": [3, 3]},
-        ),
-        Op("aud_pool", "global_avgpool", ("b1",), ("b2",)),
-        Op("fuse", "concat", ("a2", "b2"), ("cat",)),
-        Op("fc", "linear", ("cat",), ("y",), weights=36, bias=3, macs=36),
-    ]
-    return OpGraph(t, ops, ["img", "mfcc"], ["y"], name="late2").validate()
 
 
 def test_late_fusion_best_order_beats_listed_order_and_the_formula():

@@ -10,29 +10,10 @@ import optuna
 import pytest
 
 from memory_models import InputError, evaluate, get_device
-from search_spaces import Arch, graph, load_space, presets, sample, sample_random
+from search_spaces import Arch, graph, load_space, sample, sample_random
 from search_spaces.arch import Block, Branch, Fusion, Head
 from search_spaces.space import space_from_dict
-from tests.conftest import assert_one_line_error
-
-INPUT_SETS = {
-    "imu": {"acc": (3, 100), "gyro": (3, 100)},
-    "image_audio": {"image": (1, 8, 8), "audio": (1, 40, 32)},
-    "three": {"imu": (6, 100), "image": (1, 16, 16), "audio": (1, 40, 32)},
-    "depth_thermal": {"depth": (1, 32, 32), "thermal": (1, 32, 32)},
-    "single": {"acc": (3, 100)},
-}
-
-
-def sampled(n_per: int, seed: int = 0):
-    rng = random.Random(seed)
-    out = []
-    for preset in sorted(presets()):
-        space = load_space(preset)
-        for name, inputs in INPUT_SETS.items():
-            for _ in range(n_per):
-                out.append((preset, name, sample_random(rng, space, inputs, 7)))
-    return out
+from tests.fixtures.archs import INPUT_SETS, sampled
 
 
 def test_sampled_archs_are_valid_round_trip_and_cover_the_space():
@@ -196,60 +177,6 @@ def test_optuna_sampling_resumes_to_the_same_arch():
     for t in study.trials:
         again = sample(optuna.trial.FixedTrial(t.params), space, inputs, 4)
         assert again == archs[t.number]
-
-
-def test_cli_sample_prints_arch_json_lines(cli, tmp_path):
-    r = cli(
-        "sample",
-        "micro",
-        "--n",
-        "5",
-        "--seed",
-        "3",
-        "--input",
-        "acc=3x100",
-        "--input",
-        "gyro=3x100",
-        "--classes",
-        "7",
-    )
-    assert r.code == 0, r.stderr
-    lines = r.stdout.strip().splitlines()
-    assert len(lines) == 5
-    archs = [Arch.from_json(line) for line in lines]
-    again = cli(
-        "sample",
-        "micro",
-        "--n",
-        "5",
-        "--seed",
-        "3",
-        "--input",
-        "acc=3x100",
-        "--input",
-        "gyro=3x100",
-        "--classes",
-        "7",
-    )
-    assert again.stdout == r.stdout
-    f = tmp_path / "space.toml"
-    f.write_text("preset = 'micro'\nclasses = 3\n[inputs]\nimage = [1, 8, 8]\naudio = [1, 40, 32]\n")
-    r = cli("sample", f, "--n", "2")
-    assert r.code == 0 and all(Arch.from_json(x).classes == 3 for x in r.stdout.splitlines())
-    assert_one_line_error(cli("sample", "micro", "--input", "acc=3"), "--input 'acc=3'")
-    assert archs
-
-
-def test_cli_memory_reads_arch_json(cli, tmp_path):
-    a = sampled(1)[0][2]
-    f = tmp_path / "arch.json"
-    f.write_text(a.to_json())
-    r = cli("memory", f, "-d", "stm32f446re", "--json")
-    assert r.code == 0, r.stderr
-    d = json.loads(r.stdout)
-    assert d["fits"] is True and d["flash"]["weights"] == sum(
-        (o.weights * o.weight_bits + 7) // 8 for o in graph(a).ops
-    )
 
 
 # ---- graph() against build() ---------------------------------------------------------------------

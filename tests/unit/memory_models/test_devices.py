@@ -2,56 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import textwrap
-
 import pytest
 
 from memory_models import InputError, catalogue, get_device
 from memory_models.devices import builtin_devices, load_device_file
-from tests.conftest import assert_one_line_error
-
-REQUIRED = {
-    "stm32f446re",
-    "stm32f746zg",
-    "stm32h743",
-    "nrf52840",
-    "rp2040",
-    "esp32",
-    "gap8",
-    "rpi4b",
-    "generic_m4f_80mhz",
-}
-
-GOOD = textwrap.dedent(
-    """
-    name = "my_mcu"
-    description = "a test part"
-    core = "cortex-m33"
-    clock_mhz = 100
-    code_level = "flash"
-    default_target = { weights = "flash", activations = "sram" }
-    macs_per_cycle = { "8" = 0.5, "4" = 0.4, "2" = 0.3 }
-    core_pj_per_cycle = 100
-    [[levels]]
-    name = "sram"
-    kind = "sram"
-    capacity_bytes = 65536
-    bytes_per_cycle = 4
-    energy_pj_per_byte = 1
-    [[levels]]
-    name = "flash"
-    kind = "flash"
-    capacity_bytes = 262144
-    bytes_per_cycle = 2
-    energy_pj_per_byte = 10
-    writable = false
-    [runtime]
-    name = "m2nas-c"
-    flash_bytes = 1000
-    ram_bytes = 512
-    """
-)
+from tests.fixtures.devices import GOOD, REQUIRED
 
 
 def test_catalogue_has_the_required_devices_with_their_headline_figures():
@@ -141,22 +96,3 @@ def test_unknown_device_lists_known_ones():
         get_device("stm32")
 
 
-def test_cli_devices_table_and_json(cli, tmp_path):
-    r = cli("devices")
-    assert r.code == 0 and "stm32f446re" in r.stdout and "cluster_L1" in r.stdout
-    r = cli("devices", "--json")
-    data = json.loads(r.stdout)
-    assert {d["name"] for d in data} >= REQUIRED
-    f = tmp_path / "mine.toml"
-    f.write_text(GOOD)
-    r = cli("devices", "--json", "--devices", f)
-    assert "my_mcu" in {d["name"] for d in json.loads(r.stdout)}
-
-
-def test_cli_bad_device_file_is_one_line_exit_2(cli, tmp_path):
-    f = tmp_path / "bad.toml"
-    f.write_text(GOOD.replace("bytes_per_cycle = 4", "bytes_per_cycle = 'fast'"))
-    assert_one_line_error(cli("devices", "--devices", f), str(f), "levels[0].bytes_per_cycle")
-    assert_one_line_error(
-        cli("devices", "--devices", tmp_path / "missing.toml"), "missing.toml", "cannot read"
-    )

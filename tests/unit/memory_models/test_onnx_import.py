@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from memory_models import evaluate, get_device
 from memory_models.errors import InputError
 from memory_models.onnx_import import graph_from_onnx
-from tests.conftest import assert_one_line_error, run_cli
+from tests.fixtures import assert_one_line_error, run_cli
 
 DEVICE = "stm32f446re"  # m2nas-c runtime: 4-byte alignment, im2col of 1 column, 8-byte requant pairs
 

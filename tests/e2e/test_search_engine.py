@@ -18,7 +18,7 @@ import pytest
 from memory_models import evaluate
 from nas.engine.results import count, status_of
 from search_spaces import Arch, graph
-from tests.conftest import assert_one_line_error, run_cli, write_smoke_study
+from tests.fixtures import assert_one_line_error, run_cli, write_smoke_study
 
 PG_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
 
