@@ -1,4 +1,4 @@
-"""`m2nas report`: one self-contained HTML page (plotly.js inlined once, so it opens with no network)
+"""The HTML report: one self-contained page (plotly.js inlined once, so it opens with no network)
 and front.csv beside it.
 
 Every trace carries `meta = {"kind", "device", "status", ...}` so that a browser test (or a user with
