@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .devices import Device
-from .graph import ALIAS_KINDS, POOL_KINDS, WEIGHTED_KINDS, OpGraph
+from .graph import OpGraph
 from .ops import GroupOp
 
 # Requantization (multiplier, shift) pairs: per output channel (or tensor) for weighted ops, one per
@@ -80,7 +80,7 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
     is_scratch: list[bool] = []
     # tensor name -> (buffer, producing op or -1, packed bytes, bits): one lookup per read
     info: dict[str, tuple[int, int, int, int]] = {}
-    alias_kinds, weighted_kinds, pool_kinds = ALIAS_KINDS, WEIGHTED_KINDS, POOL_KINDS
+    alias_kinds, weighted_kinds, pool_kinds = GroupOp.ALIAS, GroupOp.WEIGHTED, GroupOp.POOL
 
     inputs = []
     for name in graph.inputs:

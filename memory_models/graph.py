@@ -19,13 +19,6 @@ from .ops import GroupOp
 FORMAT = "m2nas.opgraph"
 VERSION = 1
 
-# The groups under their historical names (memory_models.ops is the one vocabulary).
-WEIGHTED_KINDS = GroupOp.WEIGHTED
-POOL_KINDS = GroupOp.POOL
-ELEMENTWISE_KINDS = GroupOp.ELEMENTWISE
-ALIAS_KINDS = GroupOp.ALIAS
-OTHER_KINDS = GroupOp.OTHER
-OP_KINDS = GroupOp.ALL
 QUANT_GRANULARITIES = ("per_channel", "per_tensor")
 
 
@@ -118,9 +111,9 @@ class OpGraph:
             if op.name in op_names:
                 raise InputError(f"{where}.name: duplicate op name")
             op_names.add(op.name)
-            if op.kind not in OP_KINDS:
+            if op.kind not in GroupOp.ALL:
                 raise InputError(
-                    f"{where}.kind: unknown op kind {op.kind!r} (known: {', '.join(sorted(OP_KINDS))})"
+                    f"{where}.kind: unknown op kind {op.kind!r} (known: {', '.join(sorted(GroupOp.ALL))})"
                 )
             if not op.inputs:
                 raise InputError(f"{where}.inputs: an op needs at least one input")
@@ -152,9 +145,9 @@ class OpGraph:
                 not isinstance(op.scratch_bytes, int) or op.scratch_bytes < 0
             ):
                 raise InputError(f"{where}.scratch_bytes: must be a non-negative integer or absent")
-            if op.kind in WEIGHTED_KINDS and op.weights == 0:
+            if op.kind in GroupOp.WEIGHTED and op.weights == 0:
                 raise InputError(f"{where}.weights: a {op.kind} op must have weights")
-            if op.kind in ALIAS_KINDS:
+            if op.kind in GroupOp.ALIAS:
                 src, dst = self.tensors[op.inputs[0]], self.tensors[op.outputs[0]]
                 if (
                     len(op.inputs) != 1

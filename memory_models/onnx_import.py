@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError
-from .graph import WEIGHTED_KINDS, Op, OpGraph, Tensor
-from .ops import GroupOp
+from .graph import Op, OpGraph, Tensor
+from .ops import GroupOp, OpKind
 
 # onnx.TensorProto element types -> bits
 _FLOAT_BITS = {1: 32, 10: 16, 11: 32, 16: 16}  # float, float16, double (counted as 32), bfloat16
@@ -377,7 +377,7 @@ class _Importer:
         if op == "BatchNormalization":
             x = self.act(ins[0], node)
             p = self.producer.get(x)
-            if p is None or p.kind not in WEIGHTED_KINDS or p.attrs.get("activation", "none") != "none":
+            if p is None or p.kind not in GroupOp.WEIGHTED or p.attrs.get("activation", "none") != "none":
                 raise self.fail(node, "a BatchNormalization is only read after a convolution or dense layer")
             p.bias = p.bias or p.attrs.get("_cout") or p.attrs.get("fout") or 0
             self.canon[out] = x
@@ -602,7 +602,7 @@ class _Importer:
                     if (
                         p is not None
                         and p.alive
-                        and (p.kind in WEIGHTED_KINDS or p.kind in ("add", "mul"))
+                        and (p.kind in GroupOp.WEIGHTED or p.kind in (OpKind.ADD, OpKind.MUL))
                         and p.attrs.get("activation", "none") == "none"
                         and len(cons.get(t, [])) == 1
                         and t not in outputs
