@@ -119,20 +119,9 @@ class Training(_Table):
         one conversion from the study file to `nas.train.TrainConfig`."""
         from nas.train import TrainConfig
 
+        # Every field of this section is a TrainConfig field of the same name and meaning.
         return TrainConfig(
-            epochs=epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            patience=self.patience,
-            distill=self.distill,
-            temperature=self.temperature,
-            alpha=self.alpha,
-            metric=metric,
-            seed=seed,
-            device=device,
-            threads=threads,
-            max_train_samples=self.max_train_samples,
+            **self.model_dump(), epochs=epochs, metric=metric, seed=seed, device=device, threads=threads
         )
 
 
@@ -145,7 +134,7 @@ class Teacher(_Table):
         """`nas.train.TeacherConfig` for this section (the teacher trains at the students' batch size)."""
         from nas.train import TeacherConfig
 
-        return TeacherConfig(preset=self.preset, epochs=self.epochs, lr=self.lr, batch_size=batch_size)
+        return TeacherConfig(**self.model_dump(), batch_size=batch_size)
 
 
 class EarlyStopping(_Table):
