@@ -120,11 +120,12 @@ def load_trial_model(study, trial):
     """(arch, model): a trial's Arch and its trained Brevitas model (eval mode, CPU), from the artifacts."""
     from optuna.artifacts import download_artifact
 
+    from nas.engine.record import TrialRecord
     from nas.engine.storage import artifact_store
     from nas.train import load_trained
     from search_spaces import Arch
 
-    ids = trial.user_attrs.get("artifacts") or {}
+    ids = TrialRecord(trial).artifacts
     if "arch.json" not in ids or "weights.pt" not in ids:
         raise InputError(f"{study.path}: trial {trial.number} has no stored weights (was it trained?)")
     store = artifact_store(study.artifact_dir)
@@ -308,6 +309,7 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
     from sklearn.metrics import confusion_matrix
 
     from memory_models.onnx_import import graph_from_onnx
+    from nas.engine.record import TrialRecord
     from nas.report.model_card import write_model_card
     from nas.train import evaluate_model
     from search_spaces import graph
@@ -395,7 +397,7 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
         test_metrics=test_metrics,
         confusion=confusion,
         parity=parity,
-        search_figures=dict(trial.user_attrs.get("memory", {}).get(device, {})),
+        search_figures=dict(TrialRecord(trial).figures(device) or {}),
         onnx_report_matches=matches,
         finetune=tuned,
         files=files,
