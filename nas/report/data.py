@@ -157,7 +157,7 @@ def history(study: Study, rows: pd.DataFrame, device: str) -> pd.DataFrame:
     best, hv, pts = [], [], []
     so_far = np.nan
     for _, r in d.iterrows():
-        if r.status == "trained" and r.fits:
+        if r.status == Status.TRAINED and r.fits:
             so_far = r.val if np.isnan(so_far) else max(so_far, r.val)
             pts.append([-r.val, *(r[f] / s for f, s in zip(figs, scale))])
         best.append(so_far)

@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 
 from memory_models.errors import InputError
 from memory_models.ops import BITS
-from nas.engine.record import Attr, TrialRecord
+from nas.engine.record import Attr, Status, TrialRecord
 from nas.engine.results import best_trial, count, pareto_front
 
 from .data import (
@@ -62,7 +62,7 @@ def _hover(r, metric: str) -> str:
         f"val_{metric} {val} · flash {r.flash:,} B · SRAM {r.sram:,} B (arena {r.arena:,})",
         f"latency {r.latency:.3f} ms · energy {r.energy:.2f} uJ (estimates)",
     ]
-    why = r.device_reason or (r.reason if r.status != "trained" else "")
+    why = r.device_reason or (r.reason if r.status != Status.TRAINED else "")
     if why:
         lines.append(html.escape(why))
     return "<br>".join(lines)
@@ -74,10 +74,10 @@ def pareto_figure(study, rows: pd.DataFrame, trials, device: str) -> go.Figure:
     d = rows[rows.device == device]
     fig = make_subplots(rows=1, cols=len(FIGURES), shared_yaxes=True, horizontal_spacing=0.04)
     groups = {
-        "trained": d[(d.status == "trained") & d.fits],
-        "trained_over": d[(d.status == "trained") & ~d.fits],
-        "stopped_early": d[d.status == "stopped_early"],
-        "rejected": d[d.status == "rejected"],
+        "trained": d[(d.status == Status.TRAINED) & d.fits],
+        "trained_over": d[(d.status == Status.TRAINED) & ~d.fits],
+        "stopped_early": d[d.status == Status.STOPPED_EARLY],
+        "rejected": d[d.status == Status.REJECTED],
     }
     front_ids = {t.number for t in pareto_front(trials, device, metric, minimized(study))}
     for col, (figname, label) in enumerate(FIGURES.items(), start=1):
@@ -284,7 +284,7 @@ def groups_figure(study, rows: pd.DataFrame) -> go.Figure:
     )
     fig = make_subplots(rows=1, cols=3, shared_yaxes=True, subplot_titles=[c[1] for c in cols])
     for i, (col, _) in enumerate(cols, start=1):
-        tr = one[one.status == "trained"]
+        tr = one[one.status == Status.TRAINED]
         fig.add_trace(
             go.Box(
                 x=tr[col].tolist(),
@@ -302,7 +302,7 @@ def groups_figure(study, rows: pd.DataFrame) -> go.Figure:
             row=1,
             col=i,
         )
-        se = one[one.status == "stopped_early"]
+        se = one[one.status == Status.STOPPED_EARLY]
         fig.add_trace(
             go.Scatter(
                 x=se[col].tolist(),
