@@ -58,7 +58,8 @@ def _time_loop(fn, n: int, min_s: float = 0.5) -> float:
 
 
 def _cases():
-    from tests.unit.nas.test_codegen import TRAINED_ARCH, _arch_2d
+    from tests.fixtures.c_models import TRAINED_ARCH
+    from tests.fixtures.c_models import arch_2d as _arch_2d
 
     return [
         ("watch 1D late-concat (W8/4/2 A8/4)", "watch", TRAINED_ARCH),
@@ -72,7 +73,7 @@ def test_c_vs_onnxruntime_vs_pytorch(case, tmp_path):
     from brevitas.export import export_onnx_qcdq
 
     from nas.data import load_dataset
-    from tests.unit.nas.test_codegen import _calibrated
+    from tests.fixtures.c_models import calibrated as _calibrated
 
     title, dataset, arch = _cases()[case]
     ds = load_dataset(dataset, seed=0)

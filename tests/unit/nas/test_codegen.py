@@ -27,7 +27,6 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 
 from memory_models import evaluate
 from memory_models.devices import get_device
@@ -35,8 +34,8 @@ from memory_models.errors import InputError
 from nas.export.c import lower, write_c_model
 from nas.export.c.harness import compile_harness, run_harness, torch_int_logits, write_inputs
 from nas.export.c.packing import fixed_point, pack, unpack
-from search_spaces import Arch, build, graph, load_space, sample_random
-from search_spaces.arch import Block, Branch, Fusion, Head, layers_in_block
+from search_spaces import graph, load_space, sample_random
+from tests.fixtures.c_models import TRAINED_ARCH, arch_1d, arch_2d, calibrated
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None and os.environ.get("CI") != "true",
@@ -58,37 +57,6 @@ def avdigits():
     from nas.data import load_dataset
 
     return load_dataset("avdigits", seed=0)
-
-
-def _blk(op, k, c, s=1, pool=1, expand=1, wb=8, ab=8) -> Block:
-    n = layers_in_block(op, expand)
-    wb = wb if isinstance(wb, list) else [wb] * n
-    ab = ab if isinstance(ab, list) else [ab] * n
-    return Block(op, k, c, s, pool, expand, wb, ab)
-
-
-TRAINED_ARCH = Arch(
-    7,
-    [
-        Branch(
-            "acc",
-            [3, 100],
-            True,
-            8,
-            [_blk("conv", 5, 8, 2), _blk("dwsep", 5, 16, 1, 2, wb=[4, 4], ab=[8, 4])],
-        ),
-        Branch(
-            "gyro",
-            [3, 100],
-            True,
-            8,
-            [_blk("conv", 5, 8, 2), _blk("mbconv", 3, 8, 1, 2, 2, wb=[4, 2, 4], ab=[8, 4, 8])],
-        ),
-    ],
-    Fusion("late", "concat", 0, 0, 8, 8),
-    [],
-    Head([16], [4, 8], [8, 8]),
-)
 
 
 def _report(arch):
@@ -216,22 +184,8 @@ def test_packing_and_fixed_point():
 # ---------------------------------------------------------------------------------------------
 
 
-def _calibrated(arch, ds, seed=0, steps=6):
-    """Build `arch` and run a few train-mode forwards on real batches, so activation ranges are
-    observed from data (realistic scales), then switch to eval."""
-    torch.manual_seed(seed)
-    model = build(arch)
-    model.train()
-    rng = np.random.default_rng(seed)
-    with torch.no_grad():
-        for _ in range(steps):
-            idx = rng.choice(len(ds.train), 64, replace=False)
-            model({m: torch.from_numpy(ds.train.x[m][idx]) for m in model.modalities})
-    return model.eval()
-
-
 def _check_arch(arch, ds, tmp_path, n=128, seed=0):
-    model = _calibrated(arch, ds, seed)
+    model = calibrated(arch, ds, seed)
     report = _report(arch)
     info = write_c_model(model, arch, report, ds, tmp_path)
     proc = compile_harness(tmp_path, tmp_path / "harness")
@@ -244,61 +198,6 @@ def _check_arch(arch, ds, tmp_path, n=128, seed=0):
     agree = float((c.argmax(1) == t.argmax(1)).mean())
     assert exact >= 0.95 and agree >= 0.95, (arch.summary(), exact, agree, np.abs(c - t).max())
     return report, info
-
-
-def _arch_1d(point, op, wb, ab):
-    if point == "early":
-        branches = [Branch(m, [3, 100], True, 8, []) for m in ("acc", "gyro")]
-    else:
-        branches = [
-            Branch(
-                "acc",
-                [3, 100],
-                True,
-                8,
-                [_blk("conv", 5, 8, 2, 2, wb=wb, ab=ab), _blk("dwsep", 3, 12, 2, wb=wb, ab=ab)],
-            ),
-            Branch(
-                "gyro",
-                [3, 100],
-                True,
-                8,
-                [_blk("conv", 3, 8, 2, wb=wb, ab=ab), _blk("mbconv", 3, 8, 1, 1, 2, wb=wb, ab=ab)],
-            ),
-        ]
-    trunk = (
-        []
-        if point == "late"
-        else [_blk("mbconv", 3, 12, 1, 1, 2, wb=wb, ab=ab), _blk("mbconv", 5, 12, 1, 2, 1, wb=wb, ab=ab)]
-    )
-    return Arch(7, branches, Fusion(point, op, 8, 2, wb, ab), trunk, Head([16], [wb, 8], [ab, 8])).validate()
-
-
-def _arch_2d(point, op, wb, ab):
-    if point == "early":
-        raise ValueError("avdigits' modalities have different grids: no early fusion")
-    branches = [
-        Branch(
-            "image",
-            [1, 8, 8],
-            True,
-            8,
-            [_blk("conv", 3, 8, 1, wb=wb, ab=ab), _blk("mbconv", 3, 8, 1, 1, 2, wb=wb, ab=ab)],
-        ),
-        Branch(
-            "audio",
-            [1, 40, 64],
-            True,
-            8,
-            [_blk("conv", 3, 8, 2, 2, wb=wb, ab=ab), _blk("dwsep", 3, 12, 1, wb=wb, ab=ab)],
-        ),
-    ]
-    trunk = (
-        []
-        if point == "late"
-        else [_blk("dwsep", 3, 12, 2, wb=wb, ab=ab), _blk("mbconv", 3, 12, 1, 1, 1, wb=wb, ab=ab)]
-    )
-    return Arch(10, branches, Fusion(point, op, 8, 2, wb, ab), trunk, Head([], [wb], [8])).validate()
 
 
 # (point, op, weight bits, act bits): every fusion point x operator, every bit-width somewhere.
@@ -323,18 +222,18 @@ COVER_2D = [
 
 @pytest.mark.parametrize("point,op,wb,ab", COVER_1D)
 def test_operator_coverage_1d(watch, tmp_path, point, op, wb, ab):
-    _check_arch(_arch_1d(point, op, wb, ab), watch, tmp_path)
+    _check_arch(arch_1d(point, op, wb, ab), watch, tmp_path)
 
 
 @pytest.mark.parametrize("point,op,wb,ab", COVER_2D)
 def test_operator_coverage_2d(avdigits, tmp_path, point, op, wb, ab):
-    _check_arch(_arch_2d(point, op, wb, ab), avdigits, tmp_path)
+    _check_arch(arch_2d(point, op, wb, ab), avdigits, tmp_path)
 
 
 def test_the_coverage_cases_cover_every_operator():
     """Every op kind (and activation, and bit-width) the search spaces produce is in the cases above."""
     kinds, acts, wbits, abits = set(), set(), set(), set()
-    archs = [_arch_1d(*c) for c in COVER_1D] + [_arch_2d(*c) for c in COVER_2D]
+    archs = [arch_1d(*c) for c in COVER_1D] + [arch_2d(*c) for c in COVER_2D]
     for a in archs:
         g = graph(a)
         for op in g.ops:
