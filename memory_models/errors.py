@@ -10,6 +10,18 @@ class InputError(ValueError):
     """Bad user input: a malformed file, an unknown name, an impossible request."""
 
 
+def check_document(d, source: str, fmt: str, version: int, what: str) -> None:
+    """A versioned JSON document (OpGraph, Arch): an object of our format, at a version we read."""
+    if not isinstance(d, dict):
+        raise InputError(f"{source}: expected a JSON object")
+    if d.get("format", fmt) != fmt:
+        raise InputError(f"{source}: format: expected {fmt!r}, got {d.get('format')!r}")
+    if d.get("version", version) != version:
+        raise InputError(
+            f"{source}: version: this m2nas reads {what} version {version}, got {d.get('version')!r}"
+        )
+
+
 class FieldError:
     """The first error of a pydantic `ValidationError`, in the terms every m2nas message uses.
 

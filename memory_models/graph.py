@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, check_document
 from .ops import GroupOp
 
 FORMAT = "m2nas.opgraph"
@@ -210,14 +210,7 @@ class OpGraph:
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "graph") -> OpGraph:
-        if not isinstance(d, dict):
-            raise InputError(f"{source}: expected a JSON object")
-        if d.get("format", FORMAT) != FORMAT:
-            raise InputError(f"{source}: format: expected {FORMAT!r}, got {d.get('format')!r}")
-        if d.get("version", VERSION) != VERSION:
-            raise InputError(
-                f"{source}: version: this m2nas reads OpGraph version {VERSION}, got {d.get('version')!r}"
-            )
+        check_document(d, source, FORMAT, VERSION, "OpGraph")
         for key in ("tensors", "ops", "inputs", "outputs"):
             if not isinstance(d.get(key), list):
                 raise InputError(f"{source}: {key}: missing or not a list")

@@ -10,7 +10,7 @@ from tests.fixtures.archs import sampled
 
 
 def test_cli_sample_prints_arch_json_lines(cli, tmp_path):
-    r = cli(
+    args = (
         "sample",
         "micro",
         "--n",
@@ -24,24 +24,12 @@ def test_cli_sample_prints_arch_json_lines(cli, tmp_path):
         "--classes",
         "7",
     )
+    r = cli(*args)
     assert r.code == 0, r.stderr
     lines = r.stdout.strip().splitlines()
     assert len(lines) == 5
     archs = [Arch.from_json(line) for line in lines]
-    again = cli(
-        "sample",
-        "micro",
-        "--n",
-        "5",
-        "--seed",
-        "3",
-        "--input",
-        "acc=3x100",
-        "--input",
-        "gyro=3x100",
-        "--classes",
-        "7",
-    )
+    again = cli(*args)
     assert again.stdout == r.stdout
     f = tmp_path / "space.toml"
     f.write_text("preset = 'micro'\nclasses = 3\n[inputs]\nimage = [1, 8, 8]\naudio = [1, 40, 32]\n")
