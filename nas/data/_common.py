@@ -170,7 +170,6 @@ class CacheWarning(UserWarning):
     """The dataset cache could not be written (the data were built and are used anyway)."""
 
 
-
 def show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else bool(progress)
 

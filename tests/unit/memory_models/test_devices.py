@@ -94,5 +94,3 @@ def test_malformed_device_files_name_file_and_field(tmp_path, edit, message):
 def test_unknown_device_lists_known_ones():
     with pytest.raises(InputError, match="unknown device 'stm32' .*stm32f446re"):
         get_device("stm32")
-
-
