@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .devices import Device
-from .graph import ALIAS_KINDS, POOL_KINDS, WEIGHTED_KINDS, OpGraph
+from .graph import OpGraph
+from .ops import GroupOp
 
 # Requantization (multiplier, shift) pairs: per output channel (or tensor) for weighted ops, one per
 # input for joins, one for ops that change the scale, none for ops that keep it.
-_ONE_PAIR = frozenset({"avgpool1d", "avgpool2d", "global_avgpool", "resize", "activation"})
-_PAIR_PER_INPUT = frozenset({"add", "mul", "concat"})
-_IM2COL_KINDS = frozenset({"conv1d", "conv2d"})
+_ONE_PAIR = GroupOp.RESCALE
+_PAIR_PER_INPUT = GroupOp.JOIN
+_IM2COL_KINDS = GroupOp.IM2COL
 
 
 @dataclass(slots=True)
@@ -79,7 +80,7 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
     is_scratch: list[bool] = []
     # tensor name -> (buffer, producing op or -1, packed bytes, bits): one lookup per read
     info: dict[str, tuple[int, int, int, int]] = {}
-    alias_kinds, weighted_kinds, pool_kinds = ALIAS_KINDS, WEIGHTED_KINDS, POOL_KINDS
+    alias_kinds, weighted_kinds, pool_kinds = GroupOp.ALIAS, GroupOp.WEIGHTED, GroupOp.POOL
 
     inputs = []
     for name in graph.inputs:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import InputError
+from .errors import FieldError, InputError
 
 BIT_CLASSES = ("2", "4", "8")
 TARGET_KEYS = ("weights", "activations", "code")
@@ -182,19 +182,6 @@ def parse_target_text(text: str, where: str = "target") -> dict[str, str]:
     return out
 
 
-def _format_validation_error(e: ValidationError) -> str:
-    err = e.errors()[0]
-    loc = ""
-    for part in err["loc"]:
-        loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "missing":
-        msg = "required field is missing"
-    elif err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    return f"{loc}: {msg}" if loc else msg
-
-
 def _parse_devices(text: str, source: str) -> list[Device]:
     try:
         data = tomllib.loads(text)
@@ -209,7 +196,7 @@ def _parse_devices(text: str, source: str) -> list[Device]:
         try:
             out.append(Device.model_validate(entry))
         except ValidationError as e:
-            raise InputError(f"{source}: {prefix}{_format_validation_error(e)}") from None
+            raise InputError(f"{source}: {prefix}{FieldError(e)}") from None
     return out
 
 

@@ -13,30 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
+from .errors import InputError, check_document
+from .ops import GroupOp
 
 FORMAT = "m2nas.opgraph"
 VERSION = 1
 
-WEIGHTED_KINDS = frozenset(
-    {
-        "conv1d",
-        "conv2d",
-        "depthwise_conv1d",
-        "depthwise_conv2d",
-        "pointwise_conv1d",
-        "pointwise_conv2d",
-        "linear",
-    }
-)
-POOL_KINDS = frozenset(
-    {"maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d", "global_avgpool", "global_maxpool"}
-)
-ELEMENTWISE_KINDS = frozenset({"add", "mul", "activation"})
-# Views: the output is the input's bytes under another shape, so they share one buffer.
-ALIAS_KINDS = frozenset({"flatten", "reshape"})
-OTHER_KINDS = frozenset({"concat", "resize"})
-OP_KINDS = WEIGHTED_KINDS | POOL_KINDS | ELEMENTWISE_KINDS | ALIAS_KINDS | OTHER_KINDS
 QUANT_GRANULARITIES = ("per_channel", "per_tensor")
 
 
@@ -129,9 +111,9 @@ class OpGraph:
             if op.name in op_names:
                 raise InputError(f"{where}.name: duplicate op name")
             op_names.add(op.name)
-            if op.kind not in OP_KINDS:
+            if op.kind not in GroupOp.ALL:
                 raise InputError(
-                    f"{where}.kind: unknown op kind {op.kind!r} (known: {', '.join(sorted(OP_KINDS))})"
+                    f"{where}.kind: unknown op kind {op.kind!r} (known: {', '.join(sorted(GroupOp.ALL))})"
                 )
             if not op.inputs:
                 raise InputError(f"{where}.inputs: an op needs at least one input")
@@ -163,9 +145,9 @@ class OpGraph:
                 not isinstance(op.scratch_bytes, int) or op.scratch_bytes < 0
             ):
                 raise InputError(f"{where}.scratch_bytes: must be a non-negative integer or absent")
-            if op.kind in WEIGHTED_KINDS and op.weights == 0:
+            if op.kind in GroupOp.WEIGHTED and op.weights == 0:
                 raise InputError(f"{where}.weights: a {op.kind} op must have weights")
-            if op.kind in ALIAS_KINDS:
+            if op.kind in GroupOp.ALIAS:
                 src, dst = self.tensors[op.inputs[0]], self.tensors[op.outputs[0]]
                 if (
                     len(op.inputs) != 1
@@ -228,14 +210,7 @@ class OpGraph:
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "graph") -> OpGraph:
-        if not isinstance(d, dict):
-            raise InputError(f"{source}: expected a JSON object")
-        if d.get("format", FORMAT) != FORMAT:
-            raise InputError(f"{source}: format: expected {FORMAT!r}, got {d.get('format')!r}")
-        if d.get("version", VERSION) != VERSION:
-            raise InputError(
-                f"{source}: version: this m2nas reads OpGraph version {VERSION}, got {d.get('version')!r}"
-            )
+        check_document(d, source, FORMAT, VERSION, "OpGraph")
         for key in ("tensors", "ops", "inputs", "outputs"):
             if not isinstance(d.get(key), list):
                 raise InputError(f"{source}: {key}: missing or not a list")

@@ -23,7 +23,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from memory_models.errors import InputError
+from memory_models.errors import InputError, check_document
+from memory_models.ops import BITS
 
 FORMAT = "m2nas.arch"
 VERSION = 1
@@ -33,7 +34,6 @@ FUSION_POINTS = ("early", "intermediate", "late")
 FUSION_OPS = ("concat", "add", "gate", "lowrank")
 # Which operators make sense at which point: gating and low-rank products act on pooled vectors.
 VALID_FUSION_OPS = {"early": ("concat", "add"), "intermediate": ("concat", "add"), "late": FUSION_OPS}
-BITS = (2, 4, 8)
 
 
 def layers_in_block(op: str, expand: int) -> int:
@@ -183,14 +183,7 @@ class Arch:
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "arch") -> Arch:
-        if not isinstance(d, dict):
-            raise InputError(f"{source}: expected a JSON object")
-        if d.get("format", FORMAT) != FORMAT:
-            raise InputError(f"{source}: format: expected {FORMAT!r}, got {d.get('format')!r}")
-        if d.get("version", VERSION) != VERSION:
-            raise InputError(
-                f"{source}: version: this m2nas reads Arch version {VERSION}, got {d.get('version')!r}"
-            )
+        check_document(d, source, FORMAT, VERSION, "Arch")
         try:
             arch = cls(
                 classes=d["classes"],

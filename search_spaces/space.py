@@ -10,15 +10,16 @@ import tomllib
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from memory_models.errors import InputError
+from memory_models.errors import FieldError, InputError
 
 from .arch import BITS, BLOCK_OPS, FUSION_POINTS, VALID_FUSION_OPS
 
-Bits = Literal[2, 4, 8]
+Bits = Literal[2, 4, 8]  # memory_models.ops.BITS, spelled out for pydantic
+assert get_args(Bits) == BITS
 
 
 class IntRange(BaseModel):
@@ -56,7 +57,7 @@ class SearchSpace(BaseModel):
     strides: list[Literal[1, 2]] = [1, 2]
     pools: list[Literal[1, 2]] = [1, 2]
     expand: list[Annotated[int, Field(ge=1)]] = [2, 4]
-    weight_bits: list[Bits] = [2, 4, 8]
+    weight_bits: list[Bits] = list(BITS)
     act_bits: list[Bits] = [4, 8]
     first_layer_bits: Bits | None = Field(
         8, description="fixed weight/activation bits of every stem; null to search"
@@ -111,15 +112,6 @@ class SearchSpace(BaseModel):
         return [op for op in self.fusion_ops if op in VALID_FUSION_OPS[point]]
 
 
-def _format_error(e: ValidationError) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown option"
-    return f"{loc}: {msg}" if loc else msg
-
-
 @cache
 def presets() -> dict[str, dict[str, Any]]:
     out = {}
@@ -145,7 +137,9 @@ def space_from_dict(d: dict[str, Any], source: str) -> SearchSpace:
     try:
         return SearchSpace.model_validate({**base, **d})
     except ValidationError as e:
-        raise InputError(f"{source}: {_format_error(e)}") from None
+        raise InputError(
+            f"{source}: {FieldError(e, dotted=True).describe(unknown='unknown option')}"
+        ) from None
 
 
 def load_space(spec: str | Path) -> SearchSpace:

@@ -22,11 +22,18 @@ from pydantic import BaseModel, ValidationError
 from memory_models.errors import InputError
 
 from . import avdigits, coswara, depth_thermal, npz, watch
-from ._common import default_cache_dir, format_validation_error
+from ._common import (
+    CacheWarning,
+    default_cache_dir,
+    format_validation_error,
+    set_progress_display,
+    stable_hash,
+)
 from .base import Dataset, Split
 
 __all__ = [
     "DATASETS",
+    "CacheWarning",
     "Dataset",
     "DatasetSpec",
     "Split",
@@ -35,6 +42,8 @@ __all__ = [
     "describe",
     "load_dataset",
     "parse_options",
+    "set_progress_display",
+    "stable_hash",
 ]
 
 

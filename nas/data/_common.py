@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from memory_models.errors import InputError
+from memory_models.errors import FieldError, InputError
 
 from .base import Split
 
@@ -165,29 +166,32 @@ def make_splits(
 # --------------------------------------------------------------------------------------------- progress
 
 
+class CacheWarning(UserWarning):
+    """The dataset cache could not be written (the data were built and are used anyway)."""
+
+
 def show_progress(progress: bool | None) -> bool:
     return sys.stderr.isatty() if progress is None else bool(progress)
 
 
+# How long builds are shown: a context manager factory (description, total) -> advance(n), or None.
+# The library never draws; the CLI installs a progress bar (nas.cli.progress) at startup.
+_progress_factory: Callable[[str, int], Any] | None = None
+
+
+def set_progress_display(factory: Callable[[str, int], Any] | None) -> None:
+    global _progress_factory
+    _progress_factory = factory
+
+
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields `advance(n)`. Does nothing when disabled."""
-    if not enabled:
+    """Yields `advance(n)` for a long build; shown through the installed display, if any."""
+    if not enabled or _progress_factory is None:
         yield lambda n=1: None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+    with _progress_factory(description, total) as advance:
+        yield advance
 
 
 # -------------------------------------------------------------------------------------------------- CSV
@@ -293,27 +297,25 @@ def cached_build(
     try:
         save_cached(path, arrays, {"key": key})
     except OSError as e:  # a read-only cache is not fatal
-        print(f"m2nas: warning: cannot write cache {path}: {e}", file=sys.stderr)
+        warnings.warn(f"cannot write cache {path}: {e}", CacheWarning, stacklevel=2)
     return arrays, "regenerated" if existed else "generated"
 
 
 def format_validation_error(
     name: str, err: Any, known: Iterable[str], hints: dict[str, str] | None = None
 ) -> str:
-    """One line from a pydantic ValidationError: which option, what is wrong."""
-    e = err.errors()[0]
-    parts = list(e.get("loc", ()))  # ("rates", 0) -> rates[0]; union/type tags and dict keys are dropped
-    loc = str(parts[0]) + "".join(f"[{p}]" for p in parts[1:] if isinstance(p, int)) if parts else ""
-    if e.get("type") == "extra_forbidden":
+    """One line from a pydantic ValidationError: which option, what is wrong (in TOML's words:
+    lists, not tuples)."""
+    fe = FieldError(err, keys=False)  # ("rates", 0) -> rates[0]
+    loc = fe.loc
+    if fe.kind == "unknown":
         return f"dataset '{name}': unknown option '{loc}' (known options: {', '.join(known)})"
-    msg = str(e.get("msg", "invalid value"))
-    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
-    msg = msg.replace("Tuple should", "List should").replace("a valid tuple", "a list")
-    if e.get("type") == "missing":
+    msg = fe.msg.replace("Tuple should", "List should").replace("a valid tuple", "a list")
+    if fe.kind == "missing":
         hint = (hints or {}).get(loc)
         return f"dataset '{name}': option '{loc}' is required" + (f": {hint}" if hint else "")
     if not loc:
         return f"dataset '{name}': {msg}"
-    got = e.get("input")
+    got = fe.input
     got_s = "" if isinstance(got, dict) else f" (got {got!r})"
     return f"dataset '{name}': option '{loc}': {msg}{got_s}"

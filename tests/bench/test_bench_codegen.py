@@ -27,8 +27,8 @@ import torch
 
 from memory_models import evaluate
 from memory_models.devices import get_device
-from nas.codegen import write_c_model
-from nas.codegen.harness import compile_harness, quantize_inputs, run_harness, torch_int_logits, write_inputs
+from nas.export.c import write_c_model
+from nas.export.c.harness import compile_harness, quantize_inputs, run_harness, torch_int_logits, write_inputs
 from search_spaces import graph
 from search_spaces.builder import Positional
 
@@ -58,7 +58,8 @@ def _time_loop(fn, n: int, min_s: float = 0.5) -> float:
 
 
 def _cases():
-    from tests.test_codegen import TRAINED_ARCH, _arch_2d
+    from tests.fixtures.c_models import TRAINED_ARCH
+    from tests.fixtures.c_models import arch_2d as _arch_2d
 
     return [
         ("watch 1D late-concat (W8/4/2 A8/4)", "watch", TRAINED_ARCH),
@@ -72,7 +73,7 @@ def test_c_vs_onnxruntime_vs_pytorch(case, tmp_path):
     from brevitas.export import export_onnx_qcdq
 
     from nas.data import load_dataset
-    from tests.test_codegen import _calibrated
+    from tests.fixtures.c_models import calibrated as _calibrated
 
     title, dataset, arch = _cases()[case]
     ds = load_dataset(dataset, seed=0)

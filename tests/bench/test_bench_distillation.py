@@ -5,7 +5,7 @@ Run by hand: pytest -m bench -s tests/bench/test_bench_distillation.py
 On `watch` (smartwatch exercises, acc + gyro; test = subjects never seen in training) and `avdigits`
 (8x8 digit images + spoken digits; test = voices never heard in training):
 
-(a) the full-precision teacher (`nas.teacher`, default preset and config, cached): val and test accuracy;
+(a) the full-precision teacher (`nas.train.teacher`, default preset and config, cached): val and test accuracy;
 (b) one fixed hand-written late-fusion student at W4A8 (weights 4-bit except the first layer of each
     branch and the classifier, which are 8-bit; all activations 8-bit), trained QAT with and without
     distillation from the teacher, for several seeds: mean and std of the test metrics, the model being
@@ -28,8 +28,8 @@ import time
 import pytest
 
 from nas.data import load_dataset
-from nas.teacher import TeacherConfig, get_teacher
 from nas.train import TrainConfig, evaluate_model, load_trained, train_candidate
+from nas.train.teacher import TeacherConfig, get_teacher
 from search_spaces.arch import Arch, Block, Branch, Fusion, Head
 from search_spaces.graph import graph
 

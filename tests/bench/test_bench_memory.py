@@ -15,8 +15,10 @@ from memory_models import evaluate, get_device
 from memory_models.arena import plan_arena
 from memory_models.buffers import compile_buffers
 from memory_models.schedule import best_schedule
-from tests.graphs import late_fusion
-from tests.test_arena_planner import NO_IM2COL, mobilenet_96, multi_branch_archs, wide_graph
+from tests.fixtures.devices import without_im2col
+from tests.fixtures.graphs import late_fusion, mobilenet_96, multi_branch_archs, wide_graph
+
+NO_IM2COL = without_im2col("stm32f446re")
 
 TARGET_PER_SECOND = 5000
 WIDE_10K_SECONDS = 2.0  # issue 17: 10,001 ops (5,000 x 2 parallel branches) in under 2 s

@@ -23,11 +23,11 @@ import numpy as np
 import optuna
 import pytest
 
-from nas.objective import CandidateEvaluator, overshoot
-from nas.results import hypervolume_2d_plus
-from nas.search import open_study, run_search
-from nas.storage import artifact_store
-from nas.study_config import load_study
+from nas.config.study import load_study
+from nas.engine.objective import CandidateEvaluator, overshoot
+from nas.engine.results import hypervolume_2d_plus
+from nas.engine.search import open_study, run_search
+from nas.engine.storage import artifact_store
 
 STUDY = Path(__file__).resolve().parents[2] / "studies" / "watch.toml"
 TARGET_RATIO = 3.0
@@ -52,7 +52,7 @@ def run_naive(study, seconds: float) -> None:
 
 
 def summarize(study, started: float, seconds: float) -> dict:
-    from nas.status import open_existing
+    from nas.engine.status import open_existing
 
     _, ostudy = open_existing(study.path)
     dev = study.primary_device

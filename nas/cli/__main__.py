@@ -1,0 +1,4 @@
+from nas.cli import main
+
+if __name__ == "__main__":  # a spawned worker process imports this module too
+    main()

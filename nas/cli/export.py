@@ -1,0 +1,93 @@
+"""`m2nas export`: which devices, where to, and what to say about each exported model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from memory_models.errors import InputError
+from nas.export.parity import AS_WRITTEN
+
+from .console import err, out
+
+
+def parity_line(parity: dict[str, Any]) -> str:
+    """One line of the checks for the terminal: as-written LSB, then the integer runtime's agreement."""
+    parts = []
+    for c in parity["checks"]:
+        if c["check"] == AS_WRITTEN:
+            parts.append(f"{c['file']} as written ({c['runtime'].split(',')[0]}): {c['max_lsb']} LSB")
+        else:
+            parts.append(
+                f"int8 kernels: top-1 {100 * c['top1_agreement']:.1f}%, identical {100 * c['identical']:.1f}%, "
+                f"max {c['max_lsb']} LSB"
+            )
+    return "; ".join(parts)
+
+
+def export_command(
+    study_file: Path,
+    device: str | None,
+    all_devices: bool,
+    out_dir: Path | None,
+    finetune_epochs: int,
+    c_code: bool,
+    storage: str | None,
+) -> list:
+    from nas.engine.status import open_existing
+    from nas.export.trial import (
+        ExportCheckFailed,
+        default_out_dir,
+        export_trial,
+        no_fit_message,
+        pick_trial,
+    )
+
+    if finetune_epochs < 0:
+        raise InputError(f"--finetune-epochs must be >= 0, got {finetune_epochs}")
+    if (device is None) == (not all_devices):
+        raise InputError("give --device NAME or --all-devices (one of the two)")
+    study, ostudy = open_existing(study_file, storage)
+    if device is not None and device not in study.devices:
+        raise InputError(
+            f"{study_file}: device {device!r} is not in the study (its devices: {', '.join(study.devices)})"
+        )
+    trials = ostudy.get_trials(deepcopy=False)
+    devices = list(study.devices) if all_devices else [device]
+    missing = [d for d in devices if pick_trial(study, trials, d) is None]
+    if len(missing) == len(devices):
+        if len(devices) == 1:
+            raise InputError(no_fit_message(study, trials, devices[0]))
+        raise InputError(f"{study_file}: no trained trial fits any of the study's devices; nothing exported")
+    results = []
+    for d in devices:
+        if d in missing:
+            out().print(
+                no_fit_message(study, trials, d).removeprefix(f"{study.path}: "), markup=False, soft_wrap=True
+            )
+            continue
+        target = default_out_dir(study, d, out_dir, all_devices)
+        try:
+            r = export_trial(study, d, target, finetune_epochs, trials=trials, c_code=c_code)
+        except ExportCheckFailed as e:
+            err().print(f"m2nas: error: export check failed: {e}", markup=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        results.append(r)
+        rep, tm = r.report, r.test_metrics
+        metric = study.cfg.objectives.metric
+        out().print(
+            f"{d}: trial {r.trial} ({r.arch.summary()}) -> {r.out_dir}\n"
+            f"  test {metric} {tm[metric]:.4f} (val {r.val_metrics[metric]:.4f}); "
+            f"flash {rep.flash_bytes:,} B, SRAM {rep.sram_bytes:,} B ({'fits' if rep.fits else 'DOES NOT FIT'}); "
+            f"{parity_line(r.parity)}; files: {', '.join(r.files)}",
+            markup=False,
+            soft_wrap=True,
+        )
+        if not r.onnx_report_matches:
+            err().print(
+                f"m2nas: warning: {d}: `m2nas memory model.onnx` figures differ from the search-time report",
+                markup=False,
+            )
+    return results

@@ -1,0 +1,142 @@
+"""One trial as Optuna sees it: sample an arch, screen it on every study device, reject it or train it.
+
+The pieces live apart: memory screening in `screening`, the teacher's logits in `teacher_logits`,
+what is stored with the trial in `record`, artifacts in `storage`; this module only sequences them.
+
+A candidate that fits none of the study's device targets is recorded (PRUNED, status `rejected`,
+with its figures, its reason and a positive constraint value so Optuna's samplers learn where the
+feasible region is) and is never built or trained. The rest are trained quantization-aware with
+distillation; the multi-objective early-stopping rule may stop them (PRUNED, status
+`stopped_early`); finished ones are COMPLETE with their objective values and artifacts.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+
+from memory_models import MemoryReport
+from nas.config.study import Study
+from search_spaces import Arch, sample
+
+from .early_stop import Finished, checkpoints, should_stop
+from .record import Status, TrialRecord
+from .screening import MemoryScreen, figures, overshoot
+from .storage import save_trial_artifacts
+from .teacher_logits import TeacherLogits
+
+__all__ = ["CandidateEvaluator", "figures", "overshoot"]
+
+
+class CandidateEvaluator:
+    """The Optuna objective of a study (callable on a trial); `store` is the artifact store."""
+
+    def __init__(self, study: Study, store, trainer_device: str | None = None) -> None:
+        self.study = study
+        self.cfg = study.cfg
+        shapes = study.dataset_shapes()
+        self.inputs, self.classes = shapes["modalities"], shapes["classes"]
+        self.store = store
+        self.trainer_device = trainer_device or self.cfg.study.device
+        self.screen = MemoryScreen(study)
+        self.teacher_logits = TeacherLogits(study, self.trainer_device)
+        self.current_trial: optuna.Trial | None = None
+
+    def analyse(self, arch: Arch) -> dict[str, MemoryReport]:
+        return self.screen.analyse(arch)
+
+    def objective_values(self, metric: float, per_device: dict[str, dict]) -> list[float]:
+        values = [metric]
+        for obj in self.study.objectives:
+            values.append(float(per_device[obj.on(self.study.primary_device)][obj.figure]))
+        return values
+
+    # ---- the trial ------------------------------------------------------------------------------
+    def sample_and_record(self, trial: optuna.Trial) -> tuple[Arch, dict[str, MemoryReport], dict]:
+        """Sample the arch, analyse it on every device and store both with the trial."""
+        self.current_trial = trial
+        arch = sample(trial, self.study.space, self.inputs, self.classes)
+        reports = self.analyse(arch)
+        per_device = {name: figures(r) for name, r in reports.items()}
+        TrialRecord.write_sampled(trial, arch, per_device)
+        return arch, reports, per_device
+
+    def __call__(self, trial: optuna.Trial) -> list[float]:
+        arch, reports, per_device = self.sample_and_record(trial)
+        with warnings.catch_warnings():  # a retried trial inherits the (same) value: Optuna warns
+            warnings.simplefilter("ignore")
+            trial.set_constraint("fits_a_device", self.screen.constraint(reports))
+        if not self.screen.fits_any(reports):
+            TrialRecord.write_status(trial, Status.REJECTED, self.screen.rejection(reports))
+            raise optuna.TrialPruned("fits no device target")
+        assert any(r.fits for r in reports.values()), "a candidate that fits no device must never be trained"
+        return self.train(trial, arch, reports, per_device)
+
+    def finished_curves(self) -> list[Finished]:
+        primary = self.study.primary_device
+        out = []
+        storage_study = self.current_trial.study
+        for t in storage_study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            rec = TrialRecord(t)
+            mem, curve = rec.figures(primary), rec.curve
+            if mem and curve:
+                out.append(Finished(mem["flash"], mem["sram"], curve))
+        return out
+
+    def train(
+        self, trial: optuna.Trial, arch: Arch, reports: dict[str, MemoryReport], per_device: dict
+    ) -> list[float]:
+        from nas.train import TrainingFailed, train_candidate
+
+        cfg, tr = self.cfg, self.cfg.training
+        TrialRecord.write_status(trial, Status.TRAINING)
+        es = cfg.early_stopping
+        finished = self.finished_curves() if es.enabled else []
+        stops = checkpoints(cfg.budget.epochs, es.at) if es.enabled else set()
+        mem = per_device[self.study.primary_device]
+        metric_key = cfg.objectives.metric
+        stop_reason: list[str] = []
+
+        def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
+            if epoch in stops:
+                stop, why = should_stop(
+                    epoch,
+                    metrics[metric_key],
+                    mem["flash"],
+                    mem["sram"],
+                    finished,
+                    es.margin,
+                    es.min_finished,
+                )
+                if stop:
+                    stop_reason.append(why)
+                    return True
+            return False
+
+        tc = tr.train_config(
+            epochs=cfg.budget.epochs,
+            metric=metric_key,
+            seed=cfg.study.seed + trial.number,
+            device=self.trainer_device,
+            threads=cfg.study.threads,
+        )
+        t0 = time.perf_counter()
+        try:
+            result = train_candidate(arch, self.study.dataset, tc, self.teacher_logits(), on_epoch=on_epoch)
+        except TrainingFailed as e:
+            TrialRecord.write_status(trial, Status.FAILED, str(e))
+            raise
+        curve = [h[f"val_{metric_key}"] for h in result.history]
+        TrialRecord.write_training(trial, curve, result, time.perf_counter() - t0)
+        if result.stopped_by == "callback":
+            reason = stop_reason[0] if stop_reason else "stopped by the early-stopping rule"
+            TrialRecord.write_status(trial, Status.STOPPED_EARLY, reason)
+            raise optuna.TrialPruned(reason)
+        TrialRecord.write_artifacts(
+            trial, save_trial_artifacts(self.store, trial, arch, reports, result.state_dict)
+        )
+        TrialRecord.write_status(trial, Status.TRAINED)
+        return self.objective_values(result.metrics[metric_key], per_device)

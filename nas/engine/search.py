@@ -1,0 +1,286 @@
+"""Running a study: the worker loop, several workers, progress snapshots, budget, resume, Ctrl-C.
+
+The budget counts *candidates that cost training* (trained or stopped early): rejections cost
+microseconds of analysis and a storage write, so they do not use it up (`max_rejected` caps them).
+Running the same command again resumes: finished trials stay, the budget counts them, and a trial
+interrupted by Ctrl-C (or lost with a killed worker, after the heartbeat grace period) is queued again
+with the same parameters.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nas.config.study import Study
+
+from .record import Attr, Status, TrialRecord
+from .results import Counts, best_trial, count
+from .storage import artifact_store, make_storage
+
+# Optuna logs a traceback for every trial stopped by Ctrl-C or a training failure; m2nas reports
+# those itself (trial status and reason), so only its errors go to the terminal.
+optuna.logging.set_verbosity(optuna.logging.ERROR)
+
+
+def make_sampler(study: Study, worker_index: int = 0) -> optuna.samplers.BaseSampler:
+    seed = study.cfg.study.seed + 1000 * worker_index
+    kind = study.cfg.study.sampler
+    if kind == "tpe":
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True, n_startup_trials=10
+        )
+    if kind == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=16)
+    if kind == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def open_study(study: Study, storage_url: str | None = None, worker_index: int = 0) -> optuna.Study:
+    s = study.cfg.study
+    storage = make_storage(storage_url or study.storage_url, s.heartbeat_s, s.grace_s, s.max_retry)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ostudy = optuna.create_study(
+            study_name=study.name,
+            storage=storage,
+            sampler=make_sampler(study, worker_index),
+            directions=study.directions(),
+            load_if_exists=True,
+        )
+    if not ostudy.user_attrs.get("m2nas"):
+        ostudy.set_metric_names(study.objective_names())
+        ostudy.set_user_attr(
+            "m2nas",
+            {
+                "study_file": str(study.path),
+                "dataset": study.cfg.dataset.name,
+                "metric": study.cfg.objectives.metric,
+                "minimize": study.cfg.objectives.minimize,
+                "devices": {n: {"target": study.targets[n]} for n in study.devices},
+                "artifacts": str(study.artifact_dir),
+            },
+        )
+    return ostudy
+
+
+def trials_of(ostudy: optuna.Study) -> list:
+    return ostudy.get_trials(deepcopy=False)
+
+
+@dataclass
+class Budget:
+    candidates: int
+    deadline: float | None  # time.time() after which no new candidate starts
+    max_rejected: int
+
+    def exhausted(self, c: Counts) -> str:
+        if c.candidates >= self.candidates:
+            return "budget"
+        if self.deadline is not None and time.time() >= self.deadline:
+            return "timeout"
+        if c.rejected >= self.max_rejected:
+            return "max_rejected"
+        return ""
+
+
+def run_worker(study: Study, budget: Budget, storage_url: str | None = None, worker_index: int = 0) -> str:
+    """Run trials until the budget is used up; returns why it stopped.
+
+    Trials being trained by other workers count against the budget, so K workers do not overshoot
+    it by K-1; when only those stand between the study and its budget, this worker waits: they may
+    finish, or (a killed worker) go stale, be failed by the heartbeat check and queued again, and
+    then this worker trains the retry."""
+    from nas.train import TrainingFailed
+
+    from .objective import CandidateEvaluator
+
+    ostudy = open_study(study, storage_url, worker_index)
+    evaluator = CandidateEvaluator(study, artifact_store(study.artifact_dir))
+    torch_threads(study.cfg.study.threads)
+    poll = max(1.0, study.cfg.study.heartbeat_s / 2)
+    while True:
+        optuna.storages.fail_stale_trials(ostudy)
+        trials = trials_of(ostudy)
+        counts = count(trials)
+        why = budget.exhausted(counts)
+        if why:
+            return why
+        training_elsewhere = sum(
+            1
+            for t in trials
+            if t.state == TrialState.RUNNING and TrialRecord(t).stored_status == Status.TRAINING
+        )
+        if (
+            training_elsewhere
+            and not counts.waiting
+            and counts.candidates + training_elsewhere >= budget.candidates
+        ):
+            time.sleep(poll)
+            continue
+        try:
+            ostudy.optimize(evaluator, n_trials=1, catch=(TrainingFailed,), gc_after_trial=False)
+        except KeyboardInterrupt:
+            requeue_interrupted(ostudy, evaluator)
+            raise
+
+
+def requeue_interrupted(ostudy: optuna.Study, evaluator) -> None:
+    """Optuna marks an interrupted trial FAIL; queue its parameters so the next run retrains it."""
+    trial = evaluator.current_trial
+    if trial is None:
+        return
+    frozen = next(t for t in ostudy.get_trials(deepcopy=False) if t.number == trial.number)
+    if frozen.state == TrialState.FAIL and TrialRecord(frozen).stored_status in (Status.TRAINING, None):
+        ostudy.enqueue_trial(frozen.params, user_attrs={Attr.RETRY_OF: frozen.number}, skip_if_exists=False)
+
+
+def torch_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(n)
+
+
+# ---- the user-facing run -------------------------------------------------------------------------
+
+
+def summarize(study: Study, trials: list) -> dict[str, Any]:
+    c = count(trials)
+    metric = study.cfg.objectives.metric
+    best = {}
+    for name in study.devices:
+        t = best_trial(trials, name, metric)
+        rec = None if t is None else TrialRecord(t)
+        best[name] = (
+            None
+            if rec is None
+            else {
+                "trial": t.number,
+                f"val_{metric}": rec.val[metric],
+                "flash": rec.memory[name]["flash"],
+                "sram": rec.memory[name]["sram"],
+                "summary": rec.summary,
+            }
+        )
+    return {"counts": c.to_dict(), "best": best}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A snapshot of a running search, handed to the caller's `progress` callback about once a
+    second (the CLI draws it; the engine never prints)."""
+
+    study: str
+    counts: dict[str, Any]
+    best: dict[str, dict[str, Any] | None]  # per device, as in the result's `best`
+    metric: str
+    budget: int
+    elapsed_s: float
+    left_s: float | None  # None without a deadline
+
+
+def _snapshot(study: Study, ostudy, started: float, deadline: float | None, budget: int) -> Progress:
+    s = summarize(study, trials_of(ostudy))
+    now = time.time()
+    return Progress(
+        study.name,
+        s["counts"],
+        s["best"],
+        study.cfg.objectives.metric,
+        budget,
+        now - started,
+        None if deadline is None else max(0.0, deadline - now),
+    )
+
+
+def _worker_process(study_path: str, budget: Budget, storage_url: str, worker_index: int) -> None:
+    """One more local worker, in its own process: it loads the study file itself (as a worker on
+    another machine would) and leaves quietly on Ctrl-C; its interrupted trial is requeued."""
+    from nas.config.study import load_study
+
+    try:
+        run_worker(load_study(study_path), budget, storage_url, worker_index)
+    except KeyboardInterrupt:
+        pass
+
+
+def start_workers(study: Study, budget: Budget, storage_url: str, count: int, first_index: int = 1) -> list:
+    """Start `count` worker processes on this machine (spawned: no forked torch or storage state)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    procs = []
+    for i in range(first_index, first_index + count):
+        p = ctx.Process(
+            target=_worker_process, args=(str(study.path), budget, storage_url, i), name=f"m2nas-worker-{i}"
+        )
+        p.start()
+        procs.append(p)
+    return procs
+
+
+def run_search(
+    study: Study,
+    trials: int | None = None,
+    timeout: float | None = None,
+    workers: int = 1,
+    storage_url: str | None = None,
+    progress: Callable[[Progress], None] | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the study with `workers` processes on this machine until the budget is used
+    up; `progress`, if given, receives a `Progress` about once a second and once at the end."""
+    cfg = study.cfg
+    n = trials or cfg.budget.trials
+    deadline = (
+        None if (timeout or cfg.budget.timeout_s) is None else time.time() + (timeout or cfg.budget.timeout_s)
+    )
+    budget = Budget(n, deadline, cfg.budget.max_rejected)
+    study.check_some_candidate_fits()
+    url = storage_url or study.storage_url
+    ostudy = open_study(study, url)  # creates the study once, before any worker races to
+    _ = study.dataset  # build/load the data once (generated datasets are cached on disk)
+    started = time.time()
+    children = start_workers(study, budget, url, workers - 1)
+
+    stop_display = threading.Event()
+    if progress:
+        progress(_snapshot(study, ostudy, started, deadline, n))
+
+        def refresh() -> None:
+            while not stop_display.wait(1.0):
+                try:
+                    progress(_snapshot(study, ostudy, started, deadline, n))
+                except Exception:  # the display must never take the search down
+                    pass
+
+        threading.Thread(target=refresh, daemon=True).start()
+    interrupted = False
+    try:
+        why = run_worker(study, budget, url, 0)
+        for p in children:
+            p.join()
+    except KeyboardInterrupt:
+        interrupted = True
+        why = "interrupted"
+        for p in children:
+            p.join(timeout=60)
+            if p.is_alive():
+                p.kill()
+    finally:
+        stop_display.set()
+        if progress:
+            progress(_snapshot(study, ostudy, started, deadline, n))
+    result = summarize(study, trials_of(ostudy))
+    result["stopped"] = why
+    result["interrupted"] = interrupted
+    result["seconds"] = round(time.time() - started, 2)
+    return result

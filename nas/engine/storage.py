@@ -1,0 +1,96 @@
+"""Optuna storage and artifact store for a study.
+
+SQLite by default, made safe for several worker processes on one machine: WAL journal (readers never
+block the writer), a long busy timeout, and Optuna's own retry on top. PostgreSQL (or any SQLAlchemy
+URL Optuna accepts) for many machines. Heartbeats are on, so a trial whose worker died (SIGKILL,
+power loss) is marked failed after the grace period and re-queued with the same parameters.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from memory_models.errors import InputError
+
+# Heartbeats and artifacts are marked experimental in Optuna 5; we rely on them on purpose.
+warnings.filterwarnings("ignore", category=ExperimentalWarning)
+
+
+def sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
+def make_storage(
+    url: str, heartbeat_s: int = 10, grace_s: int = 30, max_retry: int = 2, create: bool = True
+) -> RDBStorage:
+    engine_kwargs: dict = {}
+    path = sqlite_path(url)
+    if path is not None:
+        if not create and not path.exists():
+            raise InputError(f"storage {url}: no such database (run `m2nas search` first)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(path, timeout=60) as con:  # WAL is a property of the file: set it once
+            con.execute("PRAGMA journal_mode=WAL")
+        engine_kwargs = {"connect_args": {"timeout": 120}}
+    elif url.startswith("postgresql"):
+        engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    for attempt in range(5):
+        try:
+            return RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_s,
+                grace_period=grace_s,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry),
+            )
+        except Exception as e:  # sqlalchemy / driver errors: unreachable server, bad URL, ...
+            # Workers started together on a fresh database race to create Optuna's tables; the
+            # losers see a unique-constraint error and find the tables there on the next try.
+            if "UniqueViolation" in str(e) or "already exists" in str(e):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise InputError(f"storage {url}: cannot open ({msg})") from None
+    raise InputError(f"storage {url}: cannot create Optuna's tables (other processes keep racing)")
+
+
+def artifact_store(directory: Path) -> FileSystemArtifactStore:
+    directory.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(directory))
+
+
+def save_trial_artifacts(store, trial, arch, reports, state_dict) -> dict[str, str]:
+    """Upload a trained trial's arch.json, weights.pt and memory.json; their artifact ids by name."""
+    import torch
+    from optuna.artifacts import upload_artifact
+
+    ids = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "arch.json").write_text(arch.to_json(indent=1))
+        torch.save(state_dict, tmp / "weights.pt")
+        (tmp / "memory.json").write_text(json.dumps({n: r.to_dict() for n, r in reports.items()}, indent=1))
+        for name in ("arch.json", "weights.pt", "memory.json"):
+            ids[name] = upload_artifact(artifact_store=store, file_path=str(tmp / name), study_or_trial=trial)
+    return ids
+
+
+def load_existing_study(study_name: str, storage: RDBStorage) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        raise InputError(
+            f"study {study_name!r} not found in {storage.url} (run `m2nas search` first)"
+        ) from None

@@ -1,0 +1,36 @@
+"""The distillation targets of a study: the cached float teacher's logits on the train split.
+
+Computed (or loaded from the teacher cache) once per process and only when the study distils;
+the worker loop, the exporter's fine-tuning and the benchmarks ask here instead of each building
+the teacher config themselves."""
+
+from __future__ import annotations
+
+
+class TeacherLogits:
+    def __init__(self, study, device: str | None = None) -> None:
+        self.study = study
+        self.device = device or study.cfg.study.device
+        self._logits = None
+
+    def __call__(self):
+        cfg = self.study.cfg
+        if not cfg.training.distill:
+            return None
+        if self._logits is None:
+            from nas.train.teacher import get_teacher
+
+            teacher = get_teacher(
+                self.study.dataset,
+                cfg.teacher.teacher_config(cfg.training.batch_size),
+                seed=cfg.study.seed,
+                device=self.device,
+                threads=cfg.study.threads,
+            )
+            self._logits = teacher.train_logits
+        return self._logits
+
+
+def teacher_logits(study, device: str | None = None):
+    """The study's teacher logits (None when it does not distil)."""
+    return TeacherLogits(study, device)()

@@ -1,0 +1,240 @@
+/* m2nas C kernels: one operator each, between markers; the generator emits only the ones a model
+   uses (see nas/export/c/kernels.py). */
+#include "m2_kernels.h"
+
+
+/*@kernel conv*/
+/* Standard convolution (groups 1), zero padding. With `col` (the planned im2col scratch: one
+   column of cin*kh*kw bytes) each input patch is unpacked once and reused by every output
+   channel; without it (1x1 kernels: the plan reserves no scratch) inputs are read in place. */
+static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t ih, int32_t iw,
+                    uint8_t *y, int ybits, int32_t cout, int32_t oh, int32_t ow,
+                    int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph, int32_t pw,
+                    const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
+                    const int8_t *shift, int32_t lo, int32_t hi, uint8_t *col)
+{
+    const int32_t K = cin * kh * kw;
+    int32_t oy, ox, c, ky, kx, co, k;
+    for (oy = 0; oy < oh; ++oy) {
+        for (ox = 0; ox < ow; ++ox) {
+            const int32_t o = oy * ow + ox;
+            if (col) {
+                for (c = 0; c < cin; ++c)
+                    for (ky = 0; ky < kh; ++ky)
+                        for (kx = 0; kx < kw; ++kx) {
+                            const int32_t iy = oy * sh - ph + ky, ix = ox * sw - pw + kx;
+                            int32_t v = 0;
+                            if (iy >= 0 && iy < ih && ix >= 0 && ix < iw)
+                                v = m2_ld(x, (c * ih + iy) * iw + ix, xbits, xsgn);
+                            col[(c * kh + ky) * kw + kx] = (uint8_t)(v & 0xff);
+                        }
+            }
+            for (co = 0; co < cout; ++co) {
+                int32_t acc = 0;
+                const int32_t wb = co * K;
+                if (col && wbits == 8) { /* fast path: byte weights */
+                    const int8_t *wr = (const int8_t *)(w + wb);
+                    if (xsgn) {
+                        const int8_t *cr = (const int8_t *)col;
+                        for (k = 0; k < K; ++k)
+                            acc += (int32_t)cr[k] * wr[k];
+                    } else {
+                        for (k = 0; k < K; ++k)
+                            acc += (int32_t)col[k] * wr[k];
+                    }
+                } else if (col) {
+                    if (xsgn) {
+                        for (k = 0; k < K; ++k)
+                            acc += (int32_t)(int8_t)col[k] * m2_ld(w, wb + k, wbits, 1);
+                    } else {
+                        for (k = 0; k < K; ++k)
+                            acc += (int32_t)col[k] * m2_ld(w, wb + k, wbits, 1);
+                    }
+                } else {
+                    for (c = 0; c < cin; ++c)
+                        for (ky = 0; ky < kh; ++ky) {
+                            const int32_t iy = oy * sh - ph + ky;
+                            if (iy < 0 || iy >= ih)
+                                continue;
+                            for (kx = 0; kx < kw; ++kx) {
+                                const int32_t ix = ox * sw - pw + kx;
+                                if (ix < 0 || ix >= iw)
+                                    continue;
+                                acc += m2_ld(x, (c * ih + iy) * iw + ix, xbits, xsgn)
+                                       * m2_ld(w, wb + (c * kh + ky) * kw + kx, wbits, 1);
+                            }
+                        }
+                }
+                m2_st(y, co * oh * ow + o, ybits,
+                      m2_requant((int64_t)acc + bias[co], mult[co], shift[co], lo, hi));
+            }
+        }
+    }
+}
+/*@end*/
+
+/*@kernel dwconv*/
+/* Depthwise convolution (groups = channels, one filter per channel), zero padding, no scratch. */
+static void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t ih, int32_t iw,
+                      uint8_t *y, int ybits, int32_t oh, int32_t ow,
+                      int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph, int32_t pw,
+                      const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
+                      const int8_t *shift, int32_t lo, int32_t hi)
+{
+    int32_t c, oy, ox, ky, kx;
+    for (c = 0; c < ch; ++c) {
+        const int32_t wb = c * kh * kw, xb = c * ih * iw, yb = c * oh * ow;
+        for (oy = 0; oy < oh; ++oy)
+            for (ox = 0; ox < ow; ++ox) {
+                int32_t acc = 0;
+                for (ky = 0; ky < kh; ++ky) {
+                    const int32_t iy = oy * sh - ph + ky;
+                    if (iy < 0 || iy >= ih)
+                        continue;
+                    for (kx = 0; kx < kw; ++kx) {
+                        const int32_t ix = ox * sw - pw + kx;
+                        if (ix < 0 || ix >= iw)
+                            continue;
+                        acc += m2_ld(x, xb + iy * iw + ix, xbits, xsgn) * m2_ld(w, wb + ky * kw + kx, wbits, 1);
+                    }
+                }
+                m2_st(y, yb + oy * ow + ox, ybits, m2_requant((int64_t)acc + bias[c], mult[c], shift[c], lo, hi));
+            }
+    }
+}
+/*@end*/
+
+/*@kernel pwconv*/
+/* Pointwise (1x1, stride 1) convolution over `npos` positions; a linear layer is npos = 1.
+   With `lut` (sigmoid): the requantized value is the LUT index (minus `lut_lo`), the stored value
+   the LUT entry. */
+static void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos,
+                      uint8_t *y, int ybits, int32_t cout,
+                      const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
+                      const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo)
+{
+    int32_t p, co, c;
+    for (p = 0; p < npos; ++p)
+        for (co = 0; co < cout; ++co) {
+            int32_t acc = 0, q;
+            const int32_t wb = co * cin;
+            if (xbits == 8 && wbits == 8) { /* fast path: bytes in, byte weights */
+                const int8_t *wr = (const int8_t *)(w + wb);
+                if (xsgn) {
+                    const int8_t *xr = (const int8_t *)(x + p);
+                    for (c = 0; c < cin; ++c)
+                        acc += (int32_t)xr[c * npos] * wr[c];
+                } else {
+                    for (c = 0; c < cin; ++c)
+                        acc += (int32_t)x[c * npos + p] * wr[c];
+                }
+            } else {
+                for (c = 0; c < cin; ++c)
+                    acc += m2_ld(x, c * npos + p, xbits, xsgn) * m2_ld(w, wb + c, wbits, 1);
+            }
+            q = m2_requant((int64_t)acc + bias[co], mult[co], shift[co], lo, hi);
+            if (lut)
+                q = lut[q - lut_lo];
+            m2_st(y, co * npos + p, ybits, q);
+        }
+}
+/*@end*/
+
+/*@kernel maxpool*/
+/* Max pooling without padding (values keep their grid: same bits, same scale). */
+static void m2_maxpool(const uint8_t *x, int bits, int sgn, int32_t ch, int32_t ih, int32_t iw,
+                       uint8_t *y, int32_t oh, int32_t ow, int32_t kh, int32_t kw, int32_t sh, int32_t sw)
+{
+    int32_t c, oy, ox, ky, kx;
+    for (c = 0; c < ch; ++c)
+        for (oy = 0; oy < oh; ++oy)
+            for (ox = 0; ox < ow; ++ox) {
+                int32_t m = -2147483647 - 1;
+                for (ky = 0; ky < kh; ++ky)
+                    for (kx = 0; kx < kw; ++kx) {
+                        const int32_t v = m2_ld(x, (c * ih + oy * sh + ky) * iw + ox * sw + kx, bits, sgn);
+                        if (v > m)
+                            m = v;
+                    }
+                m2_st(y, (c * oh + oy) * ow + ox, bits, m);
+            }
+}
+/*@end*/
+
+/*@kernel avgpool*/
+/* Average pooling without padding (global pooling: one window of the whole grid): int32 window
+   sum, one fixed-point rescale by in_scale / (window * out_scale). */
+static void m2_avgpool(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t ih, int32_t iw,
+                       uint8_t *y, int ybits, int32_t oh, int32_t ow, int32_t kh, int32_t kw,
+                       int32_t sh, int32_t sw, int32_t mult, int shift, int32_t lo, int32_t hi)
+{
+    int32_t c, oy, ox, ky, kx;
+    for (c = 0; c < ch; ++c)
+        for (oy = 0; oy < oh; ++oy)
+            for (ox = 0; ox < ow; ++ox) {
+                int32_t acc = 0;
+                for (ky = 0; ky < kh; ++ky)
+                    for (kx = 0; kx < kw; ++kx)
+                        acc += m2_ld(x, (c * ih + oy * sh + ky) * iw + ox * sw + kx, xbits, xsgn);
+                m2_st(y, (c * oh + oy) * ow + ox, ybits, m2_requant(acc, mult, shift, lo, hi));
+            }
+}
+/*@end*/
+
+/*@kernel requant*/
+/* Copy with rescaling into elements [at, at + n) of y (one input of a concatenation). */
+static void m2_requant_copy(const uint8_t *x, int xbits, int xsgn, int32_t n, uint8_t *y, int ybits,
+                            int32_t at, int32_t mult, int shift, int32_t lo, int32_t hi)
+{
+    int32_t i;
+    for (i = 0; i < n; ++i)
+        m2_st(y, at + i, ybits, m2_requant(m2_ld(x, i, xbits, xsgn), mult, shift, lo, hi));
+}
+/*@end*/
+
+/*@kernel add*/
+/* Elementwise sum of `nin` tensors with different scales: sum_i q_i * mult_i, one shared shift. */
+static void m2_add(int nin, const uint8_t *const *xs, const int8_t *xbits, const int8_t *xsgn, int32_t n,
+                   uint8_t *y, int ybits, const int32_t *mult, int shift, int32_t lo, int32_t hi)
+{
+    int32_t i;
+    int j;
+    for (i = 0; i < n; ++i) {
+        int64_t acc = 0;
+        for (j = 0; j < nin; ++j)
+            acc += (int64_t)m2_ld(xs[j], i, xbits[j], xsgn[j]) * mult[j];
+        m2_st(y, i, ybits, m2_clamp(m2_rshift(acc, shift), lo, hi));
+    }
+}
+/*@end*/
+
+/*@kernel mul*/
+/* Elementwise product of `nin` tensors, rescaled once by prod(in_scales) / out_scale. */
+static void m2_mul(int nin, const uint8_t *const *xs, const int8_t *xbits, const int8_t *xsgn, int32_t n,
+                   uint8_t *y, int ybits, int32_t mult, int shift, int32_t lo, int32_t hi)
+{
+    int32_t i;
+    int j;
+    for (i = 0; i < n; ++i) {
+        int64_t acc = 1;
+        for (j = 0; j < nin; ++j)
+            acc *= m2_ld(xs[j], i, xbits[j], xsgn[j]);
+        m2_st(y, i, ybits, m2_requant(acc, mult, shift, lo, hi));
+    }
+}
+/*@end*/
+
+#ifdef M2_KERNELS_STANDALONE
+/* Standalone build (the tests): reference every kernel so -Wunused-function holds. */
+void (*const m2_all_kernels[])(void) = {
+    (void (*)(void))m2_load,
+    (void (*)(void))m2_conv,
+    (void (*)(void))m2_dwconv,
+    (void (*)(void))m2_pwconv,
+    (void (*)(void))m2_maxpool,
+    (void (*)(void))m2_avgpool,
+    (void (*)(void))m2_requant_copy,
+    (void (*)(void))m2_add,
+    (void (*)(void))m2_mul,
+};
+#endif

@@ -1,0 +1,45 @@
+"""The C99 operator kernels of the generated code, as source text (emitted into ``model.c``).
+
+Conventions (all kernels):
+
+* tensors live in the static arena, channel-first (``(C, L)`` or ``(C, H, W)``; 1D runs as 2D with
+  ``H = 1``), elements *packed* at their bit-width (2, 4 or 8): element ``i`` of a ``b``-bit tensor is
+  bits ``(i*b) % 8 ..`` of byte ``i*b / 8`` (low bits first; 2 and 4 divide 8, so no element straddles
+  two bytes). Signed tensors hold ``b``-bit two's complement fields, unsigned ones plain fields;
+* weights are packed the same way (signed, narrow range), PyTorch order ``(C_out, C_in/groups, k...)``;
+* accumulators are int32 (bias added in int64, so a saturated int32 bias cannot overflow);
+* requantization is fixed point as in TFLite Micro / CMSIS-NN: ``q = round(acc * mult / 2^shift)``
+  with a 31-bit ``mult``, evaluated exactly in int64 and rounded half to even (the rounding of
+  ``torch.round`` in the Brevitas model), then clamped to the output quantizer's range. ReLU is that
+  clamp at 0 (an unsigned output quantizer).
+
+Each kernel is delimited by ``/*@kernel NAME*/`` ... ``/*@end*/`` so that the generator emits only
+the kernels a model uses (``-Wall -Wextra -Werror`` rejects unused static functions, and unused code
+would inflate the size figures). ``common`` is always emitted.
+
+The source lives in real files shipped as package data, ``csrc/m2_kernels.h`` (``common``) and
+``csrc/m2_kernels.c`` (the operators), so a C compiler and linter can check them on their own:
+``gcc -std=c99 -Wall -Wextra -Werror -DM2_KERNELS_STANDALONE -c m2_kernels.c``.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+
+def _read(name: str) -> str:
+    return resources.files(__package__).joinpath("csrc", name).read_text()
+
+
+SOURCE = _read("m2_kernels.h") + _read("m2_kernels.c")
+_KERNEL = re.compile(r"/\*@kernel (\w+)\*/\n(.*?)/\*@end\*/\n", re.S)
+KERNELS: dict[str, str] = {m.group(1): m.group(2) for m in _KERNEL.finditer(SOURCE)}
+
+
+def kernel_source(names) -> str:
+    """C source of the ``common`` helpers and the named kernels, in a fixed order."""
+    unknown = set(names) - set(KERNELS)
+    if unknown:
+        raise KeyError(f"no C kernel named {sorted(unknown)}")
+    return "\n".join(KERNELS[k] for k in KERNELS if k == "common" or k in names)

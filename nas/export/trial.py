@@ -1,0 +1,427 @@
+"""`m2nas export`: the best trial that fits a device, rebuilt, checked and written out for deployment.
+
+    result = export_trial(study, "stm32f446re", Path("export/smoke/stm32f446re"))
+
+Per device: the trained trial with the highest validation metric among those that fit the device's
+target (ties to less memory: `nas.engine.results.best_trial`) is rebuilt from its Arch JSON and weights
+(study artifacts), optionally fine-tuned (train + validation selection, never the test split), and
+evaluated on the held-out test split -- the first time anything touches it. Then, into the output
+folder:
+
+* `model.onnx`: Brevitas QCDQ export, and `model.qonnx.onnx`: QONNX (for FINN) after
+  `qonnx.util.cleanup`. Both are checked on the whole test split in output LSB (`nas.export.parity`): as
+  written (onnxruntime without graph rewriting; qonnx's executor) they must equal PyTorch exactly;
+  onnxruntime's integer kernels (its default level) are reported and must stay within a stated
+  bound. A file that fails is renamed `*.failed` and `ExportCheckFailed` names the check;
+* `arch.json`, `weights.pt` (state dict), `memory.json` (the memory report for the device and target,
+  plus whether `m2nas memory model.onnx` gives the same figures), `MODEL_CARD.md`;
+* with `c_code=True`, `nas.export.c.write_c_model(model, arch, report, dataset, out_dir)`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from memory_models import MemoryReport, evaluate
+from memory_models.errors import InputError
+
+from .parity import AS_WRITTEN, INTEGER_RUNTIME, ExportCheckFailed, compare, require
+
+__all__ = ["ExportCheckFailed", "ExportResult", "export_trial"]
+
+
+@dataclass
+class ExportResult:
+    device: str
+    trial: int
+    out_dir: Path
+    arch: Any  # search_spaces.Arch
+    model: Any  # search_spaces.builder.Model, trained, eval mode, CPU
+    report: MemoryReport  # for the device and the study's target (report.graph is the OpGraph)
+    dataset: Any  # nas.data.base.Dataset
+    val_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    confusion: list[list[int]]
+    parity: dict[str, Any]
+    search_figures: dict[str, Any]  # what the search stored for this device
+    onnx_report_matches: bool
+    finetune: dict[str, Any] | None = None
+    files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def graph(self):
+        return self.report.graph
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "device": self.device,
+            "trial": self.trial,
+            "out_dir": str(self.out_dir),
+            "arch": self.arch.summary(),
+            "val": self.val_metrics,
+            "test": self.test_metrics,
+            "fits": self.report.fits,
+            "flash_bytes": self.report.flash_bytes,
+            "sram_bytes": self.report.sram_bytes,
+            "parity": self.parity,
+            "onnx_report_matches": self.onnx_report_matches,
+            "finetune": self.finetune,
+            "files": self.files,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# ---- trials and models --------------------------------------------------------------------------
+
+
+def _trials(ostudy) -> list:
+    return ostudy.get_trials(deepcopy=False)
+
+
+def pick_trial(study, trials: list, device: str):
+    """The best trained trial that fits `device` (None when there is none)."""
+    from nas.engine.results import best_trial
+
+    if device not in study.devices:
+        raise InputError(
+            f"{study.path}: device {device!r} is not in the study (its devices: {', '.join(study.devices)})"
+        )
+    return best_trial(trials, device, study.cfg.objectives.metric)
+
+
+def no_fit_message(study, trials: list, device: str) -> str:
+    from nas.engine.results import count
+
+    c = count(trials)
+    target = ", ".join(f"{k}={v}" for k, v in study.targets[device].items())
+    if c.trained == 0:
+        why = (
+            f"no candidate was trained ({c.rejected} rejected before training as too big for every device, "
+            f"{c.stopped_early} stopped early, {c.failed} failed)"
+        )
+    else:
+        why = f"none of the {c.trained} trained candidates fits it ({c.rejected} more were rejected before training)"
+    return f"{study.path}: no trained trial fits {device} ({target}): {why}; nothing exported for {device}"
+
+
+def load_trial_model(study, trial):
+    """(arch, model): a trial's Arch and its trained Brevitas model (eval mode, CPU), from the artifacts."""
+    from optuna.artifacts import download_artifact
+
+    from nas.engine.record import TrialRecord
+    from nas.engine.storage import artifact_store
+    from nas.train import load_trained
+    from search_spaces import Arch
+
+    ids = TrialRecord(trial).artifacts
+    if "arch.json" not in ids or "weights.pt" not in ids:
+        raise InputError(f"{study.path}: trial {trial.number} has no stored weights (was it trained?)")
+    store = artifact_store(study.artifact_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {}
+        for name in ("arch.json", "weights.pt"):
+            paths[name] = Path(tmp) / name
+            try:
+                download_artifact(artifact_store=store, file_path=str(paths[name]), artifact_id=ids[name])
+            except Exception as e:  # missing or unreadable artifact directory
+                raise InputError(
+                    f"{study.artifact_dir}: cannot read artifact {name} of trial {trial.number} ({e})"
+                ) from None
+        arch = Arch.from_json(paths["arch.json"].read_text(), f"trial {trial.number} arch.json")
+        model = load_trained(arch, paths["weights.pt"])
+    return arch, model
+
+
+# ---- checks -------------------------------------------------------------------------------------
+
+
+def _inputs(model, x: dict[str, np.ndarray], n: int | None = None) -> list[np.ndarray]:
+    return [np.ascontiguousarray(x[m][:n], dtype=np.float32) for m in model.modalities]
+
+
+def _torch_logits(model, xs: list[np.ndarray]) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        return model(dict(zip(model.modalities, map(torch.from_numpy, xs)))).numpy()
+
+
+def export_qcdq(model, path: Path, example: list[np.ndarray]) -> None:
+    import torch
+    from brevitas.export import export_onnx_qcdq
+
+    from search_spaces.builder import Positional
+
+    names = list(model.modalities)
+    axes = {n: {0: "batch"} for n in [*names, "logits"]}
+    export_onnx_qcdq(
+        Positional(model).eval(),
+        args=tuple(torch.from_numpy(a) for a in example),
+        export_path=str(path),
+        input_names=names,
+        output_names=["logits"],
+        dynamic_axes=axes,
+        dynamo=False,
+    )
+
+
+def export_qonnx_file(model, path: Path, example: list[np.ndarray]) -> None:
+    """QONNX export at batch size 1 (what FINN expects), cleaned up with qonnx; inputs keep the modality
+    names and the output is `logits`."""
+    import torch
+    from brevitas.export import export_qonnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+
+    from search_spaces.builder import Positional
+
+    names = list(model.modalities)
+    with tempfile.TemporaryDirectory() as tmp:
+        raw = Path(tmp) / "raw.onnx"
+        export_qonnx(
+            Positional(model).eval(),
+            args=tuple(torch.from_numpy(a[:1]) for a in example),
+            export_path=str(raw),
+            input_names=names,
+            output_names=["logits"],
+            dynamo=False,
+        )
+        mw = cleanup_model(ModelWrapper(str(raw)))
+    for inp, name in zip(list(mw.graph.input), names):
+        if inp.name != name:
+            mw.rename_tensor(inp.name, name)
+    if mw.graph.output[0].name != "logits":
+        mw.rename_tensor(mw.graph.output[0].name, "logits")
+    mw.save(str(path))
+
+
+def output_lsb(model) -> float:
+    """The scale of the model's output quantizer: one step of the logit grid every runtime lands on."""
+    from search_spaces.quant import quant_params
+
+    return float(quant_params(model.head.classifier_act)["scale"])
+
+
+def check_parity(model, onnx_path: Path, qonnx_path: Path, xs: list[np.ndarray]) -> dict[str, Any]:
+    """Both files against PyTorch on `xs` (see nas.export.parity); raises ExportCheckFailed on the first failure."""
+    from .parity import onnxruntime_logits, qonnx_logits
+
+    ref, lsb = _torch_logits(model, xs), output_lsb(model)
+
+    def ref64(idx: np.ndarray) -> np.ndarray:
+        return _torch_logits(copy.deepcopy(model).double(), [a[idx].astype(np.float64) for a in xs])
+
+    checks = [
+        (
+            compare(
+                AS_WRITTEN,
+                onnx_path,
+                "onnxruntime, no graph rewriting",
+                onnxruntime_logits(onnx_path, xs, False),
+                ref,
+                lsb,
+            ),
+            onnx_path,
+        ),
+        (
+            compare(
+                AS_WRITTEN, qonnx_path, "qonnx execute_onnx", qonnx_logits(qonnx_path, xs), ref, lsb, ref64
+            ),
+            qonnx_path,
+        ),
+        (
+            compare(
+                INTEGER_RUNTIME,
+                onnx_path,
+                "onnxruntime, default optimisations",
+                onnxruntime_logits(onnx_path, xs, True),
+                ref,
+                lsb,
+            ),
+            onnx_path,
+        ),
+    ]
+    for c, path in checks:
+        require(c, path)
+    return {"output_lsb": lsb, "checks": [c.to_dict() for c, _ in checks]}
+
+
+def report_figures(report: MemoryReport) -> dict[str, Any]:
+    """The figures of a report that do not depend on op or tensor names."""
+    d = report.to_dict(detail=False)
+    d.pop("schedule")
+    d["schedule_length"] = len(report.schedule)
+    return d
+
+
+# ---- fine-tuning --------------------------------------------------------------------------------
+
+
+def finetune(study, arch, model, epochs: int, seed: int) -> tuple[Any, dict[str, Any]]:
+    """Continue training from the trial's weights at a tenth of the study's learning rate; the weights
+    of the best validation epoch are kept only if they beat the trial's own."""
+    from dataclasses import replace
+
+    from nas.engine.teacher_logits import teacher_logits
+    from nas.train import evaluate_model, load_trained, train_candidate
+
+    cfg, tr = study.cfg, study.cfg.training
+    metric = cfg.objectives.metric
+    before = evaluate_model(model, study.dataset.val, threads=cfg.study.threads)[0]
+    teacher = teacher_logits(study, "cpu") if tr.distill else None
+    tc = replace(
+        tr.train_config(epochs=epochs, metric=metric, seed=seed, device="cpu", threads=cfg.study.threads),
+        lr=tr.lr / 10,
+        patience=max(tr.patience, epochs),
+    )
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    result = train_candidate(arch, study.dataset, tc, teacher, model=model)
+    kept = result.metrics[metric] > before[metric]
+    model = load_trained(arch, result.state_dict if kept else original)
+    info = {
+        "epochs": epochs,
+        "lr": tc.lr,
+        "val_before": before,
+        "val_after": result.metrics,
+        "kept": kept,
+        "seconds": round(result.seconds, 2),
+    }
+    return model, info
+
+
+# ---- one device ---------------------------------------------------------------------------------
+
+
+def export_trial(
+    study,
+    device: str,
+    out_dir: Path,
+    finetune_epochs: int = 0,
+    trials: list | None = None,
+    ostudy=None,
+    c_code: bool = False,
+) -> ExportResult:
+    """Export the best trial that fits `device` into `out_dir` (see the module docstring).
+
+    `trials`: the study's trials (read from its storage when not given)."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():  # Brevitas' notes on optional packages and the default opset
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"brevitas\..*")
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx\..*")
+        return _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_code, t0)
+
+
+def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_code, t0) -> ExportResult:
+    import torch
+    from sklearn.metrics import confusion_matrix
+
+    from memory_models.onnx_import import graph_from_onnx
+    from nas.engine.record import TrialRecord
+    from nas.report.model_card import write_model_card
+    from nas.train import evaluate_model
+    from search_spaces import graph
+
+    if trials is None:
+        if ostudy is None:
+            from nas.engine.status import open_existing
+
+            _, ostudy = open_existing(study.path)
+        trials = _trials(ostudy)
+    trial = pick_trial(study, trials, device)
+    if trial is None:
+        raise InputError(no_fit_message(study, trials, device))
+    torch.manual_seed(study.cfg.study.seed)
+    torch.set_num_threads(study.cfg.study.threads)
+    arch, model = load_trial_model(study, trial)
+    dataset = study.dataset
+    metric = study.cfg.objectives.metric
+
+    tuned = None
+    if finetune_epochs > 0:
+        model, tuned = finetune(study, arch, model, finetune_epochs, study.cfg.study.seed + trial.number)
+    model.eval()
+    val_metrics = evaluate_model(model, dataset.val)[0]
+    test_metrics, test_logits = evaluate_model(model, dataset.test)
+    confusion = confusion_matrix(
+        dataset.test.y, test_logits.argmax(1), labels=list(range(dataset.n_classes))
+    ).tolist()
+
+    dev, target = study.devices[device], study.targets[device]
+    report = evaluate(graph(arch), dev, target)
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: list[str] = []
+
+    # ONNX (QCDQ) and QONNX, both checked against PyTorch on the whole test split
+    xs = _inputs(model, dataset.test.x)
+    onnx_path, qonnx_path = out_dir / "model.onnx", out_dir / "model.qonnx.onnx"
+    export_qcdq(model, onnx_path, [a[:2] for a in xs])
+    export_qonnx_file(model, qonnx_path, [a[:2] for a in xs])
+    parity = check_parity(model, onnx_path, qonnx_path, xs)
+    files += ["model.onnx", "model.qonnx.onnx"]
+
+    # The ONNX file read back into the memory model gives the search-time figures.
+    onnx_figures = report_figures(evaluate(graph_from_onnx(onnx_path), dev, target))
+    matches = onnx_figures == report_figures(report)
+
+    (out_dir / "arch.json").write_text(arch.to_json(indent=1) + "\n")
+    torch.save(model.state_dict(), out_dir / "weights.pt")
+    mem = report.to_dict()
+    mem["graph"] = {"name": report.graph.name, "ops": len(report.graph.ops), "params": report.graph.params}
+    mem["onnx_import_matches"] = matches
+    (out_dir / "memory.json").write_text(json.dumps(mem, indent=1) + "\n")
+    files += ["arch.json", "weights.pt", "memory.json"]
+
+    result = ExportResult(
+        device=device,
+        trial=trial.number,
+        out_dir=out_dir,
+        arch=arch,
+        model=model,
+        report=report,
+        dataset=dataset,
+        val_metrics=val_metrics,
+        test_metrics=test_metrics,
+        confusion=confusion,
+        parity=parity,
+        search_figures=dict(TrialRecord(trial).figures(device) or {}),
+        onnx_report_matches=matches,
+        finetune=tuned,
+        files=files,
+    )
+    if c_code:
+        write_c(result)
+    result.seconds = time.perf_counter() - t0
+    write_model_card(result, study, metric, trial)
+    result.files.append("MODEL_CARD.md")
+    (out_dir / "export.json").write_text(json.dumps(result.summary(), indent=1) + "\n")
+    return result
+
+
+def write_c(result: ExportResult) -> None:
+    """model.h / model.c through nas.export.c (issue 8)."""
+    from nas.export.c import write_c_model
+
+    before = set(p.name for p in result.out_dir.iterdir())
+    write_c_model(result.model, result.arch, result.report, result.dataset, result.out_dir)
+    result.files += sorted(p.name for p in result.out_dir.iterdir() if p.name not in before)
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+
+def default_out_dir(study, device: str, out_dir: Path | None, all_devices: bool) -> Path:
+    if out_dir is None:
+        return Path("export") / study.name / device
+    return out_dir / device if all_devices else out_dir
