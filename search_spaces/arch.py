@@ -169,17 +169,21 @@ class Arch:
         return hashlib.sha1(self.to_json().encode()).hexdigest()[:12]
 
     def summary(self) -> str:
+        """One line a person reads: the used branches, then the modalities the search left out, named as
+        such ("acc + gyro: dropped" read as if both were dropped)."""
         parts = []
-        for b in self.branches:
-            if not b.used:
-                parts.append(f"{b.modality}: dropped")
-                continue
+        for b in self.used:
             blocks = " ".join(f"{blk.op}{blk.kernel}x{blk.channels}/{blk.stride}" for blk in b.blocks) or "-"
             parts.append(f"{b.modality}[{blocks}]")
+        unused = [b.modality for b in self.branches if not b.used]
+        left_out = f" ({' and '.join(unused)} not used)" if unused else ""
         fusion = f"{self.fusion.point}-{self.fusion.op}" if self.fused else "single"
         trunk = " ".join(f"{blk.op}{blk.kernel}x{blk.channels}/{blk.stride}" for blk in self.trunk)
         head = "-".join(str(h) for h in self.head.hidden)
-        return f"{' + '.join(parts)} | {fusion}{' trunk[' + trunk + ']' if trunk else ''} | head[{head or 'linear'}]"
+        return (
+            f"{' + '.join(parts)}{left_out} | {fusion}{' trunk[' + trunk + ']' if trunk else ''} "
+            f"| head[{head or 'linear'}]"
+        )
 
     @classmethod
     def from_dict(cls, d: Any, source: str = "arch") -> Arch:

@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from memory_models.errors import InputError
 from memory_models.ops import BITS
@@ -226,7 +227,14 @@ def worker(
 
 
 @app.command()
-def status(study_file: StudyArg, storage: StorageOpt = None, json_out: JsonOpt = False) -> None:
+def status(
+    study_file: StudyArg,
+    storage: StorageOpt = None,
+    json_out: JsonOpt = False,
+    wide: Annotated[
+        bool, typer.Option("--wide", help="One table row per front member, the architecture in a column.")
+    ] = False,
+) -> None:
     """Counts of trained / rejected / stopped-early / failed candidates and the front per device."""
     from nas.engine.status import study_status
 
@@ -241,23 +249,50 @@ def status(study_file: StudyArg, storage: StorageOpt = None, json_out: JsonOpt =
         f"feasible fraction {c['feasible_fraction']:.0%}"
     )
     for dev, rows in st["fronts"].items():
-        t = Table(
-            title=f"Pareto front on {dev} ({', '.join(f'{k}={v}' for k, v in st['targets'][dev].items())})"
-        )
-        for col in ("trial", st["metric"], "flash B", "SRAM B", "latency ms (est.)", "arch"):
-            t.add_column(col)
-        for r in rows:
-            t.add_row(
-                str(r["trial"]),
-                f"{r['val']:.4f}",
-                f"{r['flash']:,}",
-                f"{r['sram']:,}",
-                f"{r['latency']:.2f}",
-                r["summary"],
-            )
-        if not rows:
-            t.add_row("-", "no trained candidate fits yet", "", "", "", "")
-        out().print(t)
+        title = f"Pareto front on {dev} ({', '.join(f'{k}={v}' for k, v in st['targets'][dev].items())})"
+        if wide:
+            _front_table(title, st["metric"], rows)
+        else:
+            _front_lines(title, st["metric"], rows)
+
+
+_FRONT_COLS = ("trial", "{metric}", "flash B", "SRAM B", "latency ms (est.)")
+
+
+def _front_cells(r: dict) -> list[str]:
+    return [str(r["trial"]), f"{r['val']:.4f}", f"{r['flash']:,}", f"{r['sram']:,}", f"{r['latency']:.2f}"]
+
+
+def _front_table(title: str, metric: str, rows: list[dict]) -> None:
+    t = Table(title=title)
+    for col in (*_FRONT_COLS, "arch"):
+        t.add_column(col.format(metric=metric))
+    for r in rows:
+        t.add_row(*_front_cells(r), Text(r["summary"]))  # plain text: "[conv5x8/2]" is not markup
+    if not rows:
+        t.add_row("-", "no trained candidate fits yet", "", "", "", "")
+    out().print(t)
+
+
+def _front_lines(title: str, metric: str, rows: list[dict]) -> None:
+    """Figures on one line, the architecture on the next, indented and wrapped to the terminal: an arch
+    summary in a table column wraps every row over several lines at 80 columns."""
+    import textwrap
+
+    console = out()
+    width = max(40, console.width)
+    heads = [c.format(metric=metric) for c in _FRONT_COLS]
+    cells = [_front_cells(r) for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    console.print(f"\n{title}", markup=False, soft_wrap=True)
+    if not rows:
+        console.print("  no trained candidate fits yet", markup=False)
+        return
+    console.print("  " + "  ".join(h.rjust(w) for h, w in zip(heads, widths)), markup=False, style="bold")
+    for r, c in zip(rows, cells):
+        console.print("  " + "  ".join(v.rjust(w) for v, w in zip(c, widths)), markup=False)
+        for line in textwrap.wrap(r["summary"], width - 6, break_on_hyphens=False):
+            console.print("      " + line, markup=False, style="dim")
 
 
 @app.command()

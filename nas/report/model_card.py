@@ -62,7 +62,10 @@ def render_model_card(result, study, metric: str, trial) -> str:
         )
     L += _table(["input", "shape (per sample)", "type", "preprocessing"], rows)
     if dropped:
-        L += ["", f"Dropped by the search (not needed at run time): {', '.join(f'`{m}`' for m in dropped)}."]
+        L += [
+            "",
+            f"{' and '.join(f'`{m}`' for m in dropped)} not used: the search left it out, so it is not needed at run time.",
+        ]
 
     L += ["", "## Test metrics", ""]
     names = list(result.test_metrics)

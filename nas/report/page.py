@@ -38,7 +38,8 @@ from .data import (
 
 FIGURES = {"flash": "flash (B)", "sram": "SRAM: arena + runtime (B)", "latency": "latency estimate (ms)"}
 # Status -> (legend label, marker style). Rejected candidates were never trained, so they have no
-# metric: they are drawn on the metric-0 line, as crosses.
+# metric: they sit in a strip of their own under each panel, on the memory axis only, where they
+# cannot be read as models that learned nothing.
 STYLE = {
     "trained": ("trained, fits", dict(symbol="circle", size=9, color="#1f77b4")),
     "trained_over": (
@@ -49,7 +50,10 @@ STYLE = {
         "stopped early (metric at stop)",
         dict(symbol="triangle-down", size=9, color="#ff7f0e"),
     ),
-    "rejected": ("rejected before training (drawn at 0)", dict(symbol="x", size=8, color="#999999")),
+    "rejected": (
+        "rejected before training (no metric: strip below, memory only)",
+        dict(symbol="x", size=8, color="#999999"),
+    ),
 }
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2")
 
@@ -72,7 +76,15 @@ def pareto_figure(study, rows: pd.DataFrame, trials, device: str) -> go.Figure:
     """Metric against flash, SRAM and latency on one device; budgets as dashed lines."""
     metric = study.cfg.objectives.metric
     d = rows[rows.device == device]
-    fig = make_subplots(rows=1, cols=len(FIGURES), shared_yaxes=True, horizontal_spacing=0.04)
+    fig = make_subplots(
+        rows=2,
+        cols=len(FIGURES),
+        shared_xaxes=True,
+        shared_yaxes=True,
+        horizontal_spacing=0.04,
+        vertical_spacing=0.03,
+        row_heights=[0.86, 0.14],
+    )
     groups = {
         "trained": d[(d.status == Status.TRAINED) & d.fits],
         "trained_over": d[(d.status == Status.TRAINED) & ~d.fits],
@@ -83,10 +95,11 @@ def pareto_figure(study, rows: pd.DataFrame, trials, device: str) -> go.Figure:
     for col, (figname, label) in enumerate(FIGURES.items(), start=1):
         for key, g in groups.items():
             name, marker = STYLE[key]
+            strip = key == "rejected"
             fig.add_trace(
                 go.Scatter(
                     x=g[figname].tolist(),
-                    y=g.val.fillna(0.0).tolist(),
+                    y=[0.5] * len(g) if strip else g.val.tolist(),
                     mode="markers",
                     name=name,
                     legendgroup=key,
@@ -96,7 +109,7 @@ def pareto_figure(study, rows: pd.DataFrame, trials, device: str) -> go.Figure:
                     hovertemplate="%{text}<extra></extra>",
                     meta={"kind": "points", "device": device, "figure": figname, "status": key},
                 ),
-                row=1,
+                row=2 if strip else 1,
                 col=col,
             )
         ok = groups["trained"]
@@ -136,7 +149,8 @@ def pareto_figure(study, rows: pd.DataFrame, trials, device: str) -> go.Figure:
         if cap:
             part = "weights" if figname == "flash" else "activations"
             lv = level_of(study, device, part)
-            fig.add_vline(x=cap, line=dict(dash="dash", color="#d62728"), row=1, col=col)
+            for row in (1, 2):
+                fig.add_vline(x=cap, line=dict(dash="dash", color="#d62728"), row=row, col=col)
             # On log axes annotations take log10 coordinates (shapes do not), hence not add_vline's.
             fig.add_annotation(
                 x=math.log10(cap),
@@ -151,11 +165,15 @@ def pareto_figure(study, rows: pd.DataFrame, trials, device: str) -> go.Figure:
             )
         # Log axes: candidates span two orders of magnitude (a few KB to hundreds of KB), and the
         # rejected giants would otherwise squeeze everything that fits against the origin.
-        fig.update_xaxes(title_text=f"{label}, log scale", type="log", row=1, col=col)
-    fig.update_yaxes(title_text=f"val_{metric}", row=1, col=1)
+        fig.update_xaxes(type="log", row=1, col=col)
+        fig.update_xaxes(title_text=f"{label}, log scale", type="log", row=2, col=col)
+    # Every metric m2nas offers (accuracy, balanced accuracy, macro F1, ROC AUC) lies in [0, 1].
+    fig.update_yaxes(title_text=f"val_{metric}", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(range=[0, 1], showticklabels=False, showgrid=False, row=2)
+    fig.update_yaxes(title_text="rejected", row=2, col=1)
     targets = ", ".join(f"{k}={v}" for k, v in study.targets[device].items())
     fig.update_layout(
-        title=f"{device} ({targets})", height=440, legend=dict(orientation="h", y=-0.25), margin=dict(t=60)
+        title=f"{device} ({targets})", height=480, legend=dict(orientation="h", y=-0.25), margin=dict(t=60)
     )
     return fig
 
@@ -192,6 +210,7 @@ def history_figure(study, rows: pd.DataFrame) -> go.Figure:
                 col=1,
             )
     fig.update_xaxes(title_text="trial completed", row=2, col=1)
+    fig.update_yaxes(range=[0, 1.02], row=1, col=1)  # the metric, like every metric m2nas offers
     fig.update_layout(height=520, margin=dict(t=40))
     return fig
 

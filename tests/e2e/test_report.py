@@ -126,11 +126,24 @@ def test_plotted_points_per_status_equal_the_counts(rich_study):
                 if t.meta["kind"] == "points" and t.meta["figure"] == panel
             }
             assert n == {"trained": c.trained - over, "trained_over": over, "stopped_early": 1, "rejected": 1}
+        # rejected candidates have no metric: they sit in the strip under each panel (its own y axes),
+        # never on the metric axis, which spans [0, 1] like every metric m2nas offers
+        metric_axes = {
+            t.yaxis for t in fig.data if t.meta["kind"] == "points" and t.meta["status"] != "rejected"
+        }
+        strip_axes = {
+            t.yaxis for t in fig.data if t.meta["kind"] == "points" and t.meta["status"] == "rejected"
+        }
+        assert metric_axes and strip_axes and not metric_axes & strip_axes
+        assert list(fig.layout.yaxis.range) == [0, 1.02] and fig.layout.yaxis.title.text == "val_accuracy"
+        legend = {t.name for t in fig.data if t.showlegend is not False}
+        assert "rejected before training (no metric: strip below, memory only)" in legend
         shapes = [s.x0 for s in fig.layout.shapes]
         assert study.devices[dev].level("flash").capacity_bytes in shapes
         assert study.devices[dev].level("sram").capacity_bytes in shapes
     hist = history_figure(study, rows)
     assert {len(t.x) for t in hist.data} == {c.analysed}
+    assert list(hist.layout.yaxis.range) == [0, 1.02]  # best metric so far: not to 1.5
     groups = groups_figure(study, rows)
     n = {(t.meta["by"], t.meta["status"]): len(t.y) for t in groups.data}
     assert set(n.values()) <= {c.trained, c.stopped_early} and n[("modalities", "trained")] == c.trained

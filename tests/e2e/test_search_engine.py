@@ -93,6 +93,21 @@ def test_smoke_study_records_every_candidate_with_its_figures_and_artifacts(smok
         assert memory["stm32f446re"]["flash_bytes"] == t.user_attrs["memory"]["stm32f446re"]["flash"]
 
 
+def test_status_reads_at_80_columns(smoke_study, cli):
+    """Figures on one line, the architecture wrapped under it; modalities left out are named as such."""
+    res = cli("status", smoke_study, env={"COLUMNS": "80"})
+    assert res.code == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert max(map(len, lines)) <= 80, max(lines, key=len)
+    st = json.loads(cli("status", smoke_study, "--json").stdout)
+    for rows in st["fronts"].values():
+        for r in rows:
+            assert r["summary"].split(" | ")[0] in res.stdout  # the arch's branches, not cut
+    assert ": dropped" not in res.stdout
+    wide = cli("status", smoke_study, "--wide", env={"COLUMNS": "250"})
+    assert wide.code == 0 and any(r["summary"] in wide.stdout for rows in st["fronts"].values() for r in rows)
+
+
 def test_status_shows_counts_and_a_front_per_device(smoke_study, cli):
     res = cli("status", smoke_study, "--json")
     assert res.code == 0, res.stderr
