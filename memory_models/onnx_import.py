@@ -19,11 +19,17 @@ What is read:
   MatMul -> linear (a following constant Add is its bias, a BatchNormalization after a weighted op is
   folded into it); MaxPool / AveragePool -> maxpool / avgpool{1,2}d; GlobalAveragePool / GlobalMaxPool
   and ReduceMean / ReduceMax over every axis after the channels -> global_avgpool / global_maxpool;
-  Concat, Add / Sub, Mul / Div, activations, Flatten / Reshape / Squeeze / Unsqueeze (views), Resize.
-  Shape arithmetic on constants (Shape, Gather, Concat of shapes, ...) is folded away.
+  Concat, Add / Sub, Mul / Div, activations, Flatten / Reshape / Squeeze / Unsqueeze (views), Resize;
+  a standalone BatchNormalization (one not after a weighted op) -> mul with its per-channel scale and
+  shift as constants. Shape arithmetic on constants (Shape, Gather, Concat of shapes, ...) is folded
+  away.
+* Transpose (the NHWC <-> NCHW edges of TF-converted models) -> transpose, a copy with its own output
+  buffer, as every integer runtime executes it; one that only moves size-1 axes changes no byte
+  order and is a view. Pad -> pad, a copy into the larger tensor (converters emit it before a
+  convolution for asymmetric "same" padding; TFLite Micro runs it as its own op too).
 
 Shapes are per sample: the first axis of every activation is the batch. Anything else (an operator
-outside this list, a Transpose of activations, a custom domain such as QONNX's `Quant`) is an
+outside this list, a custom domain such as QONNX's `Quant`) is an
 InputError naming the operator and the node.
 """
 
@@ -82,6 +88,8 @@ SUPPORTED = sorted(
         "Clip",
         "Resize",
         "Upsample",
+        "Transpose",
+        "Pad",
         "QuantizeLinear",
         "DequantizeLinear",
         "Cast",
@@ -378,7 +386,11 @@ class _Importer:
             x = self.act(ins[0], node)
             p = self.producer.get(x)
             if p is None or p.kind not in GroupOp.WEIGHTED or p.attrs.get("activation", "none") != "none":
-                raise self.fail(node, "a BatchNormalization is only read after a convolution or dense layer")
+                # unfused: an elementwise affine map, per-channel scale and shift
+                n = 2 * math.prod(self.dims(ins[1]) or (1,))
+                bits, _ = self.static_bits(ins[1])
+                self.emit(node, "mul", [x], out, attrs={"onnx_op": op}, weights=n, weight_bits=bits)
+                return
             p.bias = p.bias or p.attrs.get("_cout") or p.attrs.get("fout") or 0
             self.canon[out] = x
             self.onnx_name[x] = out
@@ -472,6 +484,32 @@ class _Importer:
             self.emit(
                 node, "activation", [src], out, self.bits[src] if keep else None, attrs={"function": fn}, **kw
             )
+            return
+        if op == "Transpose":
+            src = self.act(ins[0], node)
+            dims = self.types.get(ins[0], (None, None))[1]
+            perm = self.attr(node, "perm")
+            if dims is None or perm is None:
+                raise self.fail(node, "a Transpose needs a known input shape and an explicit perm")
+            full = (1, *dims)  # with the batch axis, which perm addresses as axis 0
+            if list(perm)[0] != 0:
+                raise self.fail(node, f"perm {list(perm)} moves the batch axis")
+            moved = [a for a in perm if full[a] != 1]
+            if moved == sorted(moved):  # only size-1 axes move: the bytes keep their order
+                self.emit(node, "reshape", [src], out, self.bits[src])
+            else:
+                self.emit(node, "transpose", [src], out, self.bits[src], attrs={"perm": list(perm)[1:]})
+            return
+        if op == "Pad":
+            mode = _text(self.attr(node, "mode", "constant"))
+            pads = self.attr(node, "pads")
+            if pads is None and len(ins) > 1 and ins[1]:
+                v = self.const(ins[1])
+                pads = None if v is None else [int(a) for a in v.reshape(-1)]
+            if pads is None:
+                raise self.fail(node, "a Pad needs constant pads")
+            src = self.act(ins[0], node)
+            self.emit(node, "pad", [src], out, self.bits[src], attrs={"pads": list(pads), "mode": mode})
             return
         if op in ("Resize", "Upsample"):
             self.emit(

@@ -312,14 +312,74 @@ def test_corrupt_file_is_one_line_exit_2(tmp_path):
 def test_unsupported_operator_is_named_exit_2(tmp_path):
     nodes = [
         helper.make_node("Relu", ["x"], ["r"], name="relu"),
-        helper.make_node("Transpose", ["r"], ["t"], name="swap_axes", perm=[0, 2, 1]),
+        helper.make_node("Einsum", ["r"], ["t"], name="swap_axes", equation="bij->bji"),
         helper.make_node("Flatten", ["t"], ["y"], name="flat"),
     ]
-    path = _save(tmp_path, nodes, [_vi("x", ["N", 2, 8])], [_vi("y", ["N", 16])], [], name="tr.onnx")
-    with pytest.raises(InputError, match="unsupported operator Transpose .*swap_axes"):
+    path = _save(tmp_path, nodes, [_vi("x", ["N", 2, 8])], [_vi("y", ["N", 16])], [], name="es.onnx")
+    with pytest.raises(InputError, match="unsupported operator Einsum .*swap_axes"):
         graph_from_onnx(path)
     res = run_cli("memory", path, "--device", DEVICE)
-    assert_one_line_error(res, "tr.onnx", "unsupported operator Transpose", "'swap_axes'")
+    assert_one_line_error(res, "es.onnx", "unsupported operator Einsum", "'swap_axes'")
+
+
+def test_a_tf_converted_nhwc_model_is_read(tmp_path):
+    """What tf2onnx makes of an int8 TFLite CNN, in float: NHWC input transposed to NCHW, an explicit Pad
+    for "same" padding, a BatchNormalization that nothing folded, the transpose back before a Flatten in
+    NHWC order, a MatMul without bias. Transposes and pads are copies with buffers of their own."""
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], name="to_nchw", perm=[0, 3, 1, 2]),
+        helper.make_node("Pad", ["t", "pads"], ["p"], name="pad", mode="constant"),
+        helper.make_node("Conv", ["p", "w", "b"], ["c"], name="conv", kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("BatchNormalization", ["r", "g", "beta", "mu", "var"], ["bn"], name="bn"),
+        helper.make_node("Transpose", ["bn"], ["back"], name="to_nhwc", perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["back", "shape"], ["f"], name="flat"),
+        helper.make_node("MatMul", ["f", "wf"], ["z"], name="fc"),
+        helper.make_node("Softmax", ["z"], ["probs"], name="softmax", axis=1),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], dtype=np.int64), "pads"),
+        _init("w", (4, 3, 3, 3)),
+        _init("b", (4,)),
+        _init("g", (4,), fill=1.0),
+        _init("beta", (4,), fill=0.0),
+        _init("mu", (4,), fill=0.0),
+        _init("var", (4,), fill=1.0),
+        numpy_helper.from_array(np.array([-1, 256], dtype=np.int64), "shape"),
+        _init("wf", (256, 5)),
+    ]
+    path = _save(tmp_path, nodes, [_vi("x", ["N", 8, 8, 3])], [_vi("probs", ["N", 5])], inits, name="tf.onnx")
+    g = graph_from_onnx(path)
+    kinds = [op.kind for op in g.ops]
+    assert kinds == ["transpose", "pad", "conv2d", "mul", "transpose", "reshape", "linear", "activation"]
+    shapes = {op.kind: g.tensors[op.outputs[0]].shape for op in g.ops[:2]}
+    assert shapes == {"transpose": (3, 8, 8), "pad": (3, 10, 10)}
+    bn = g.ops[3]
+    assert bn.weights == 8 and bn.attrs["onnx_op"] == "BatchNormalization"  # scale + shift per channel
+    assert g.ops[6].weights == 256 * 5 and not g.ops[6].bias
+    r = evaluate(g, get_device(DEVICE))
+    # float32: the input (768 B) and its transposed copy (768 B) are alive together, then that copy and
+    # the padded tensor (1,200 B): neither is a view of the other
+    assert r.peak_sram_bytes >= 768 + 1200
+    res = run_cli("memory", path, "--device", DEVICE, "--json")
+    assert res.code == 0, res.stderr
+
+
+def test_a_transpose_of_size_one_axes_is_a_view(tmp_path):
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t"], name="swap", perm=[0, 2, 1]),
+        helper.make_node("Flatten", ["t"], ["y"], name="flat"),
+    ]
+    path = _save(tmp_path, nodes, [_vi("x", ["N", 1, 16])], [_vi("y", ["N", 16])], [], name="v.onnx")
+    g = graph_from_onnx(path)
+    assert [op.kind for op in g.ops] == ["reshape", "flatten"]
+
+
+def test_a_transpose_of_the_batch_axis_is_refused(tmp_path):
+    nodes = [helper.make_node("Transpose", ["x"], ["y"], name="swap", perm=[1, 0, 2])]
+    path = _save(tmp_path, nodes, [_vi("x", [2, 3, 16])], [_vi("y", [3, 2, 16])], [], name="b.onnx")
+    with pytest.raises(InputError, match="swap.*moves the batch axis"):
+        graph_from_onnx(path)
 
 
 def test_custom_domain_operator_is_named(tmp_path):
