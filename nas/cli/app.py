@@ -191,6 +191,9 @@ def search(
         )
     if result["interrupted"]:
         raise typer.Exit(130)
+    if result["stopped"] == "failures":
+        err().print(f"m2nas: error: {result['failure']}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -211,16 +214,22 @@ def worker(
     import time as _time
 
     from nas.config.study import load_study
-    from nas.engine.search import Budget, run_worker
+    from nas.engine.search import budget_of, run_worker
 
     study = load_study(study_file)
     if timeout is not None:
         deadline = _time.time() + timeout
-    budget = Budget(trials or study.cfg.budget.trials, deadline, study.cfg.budget.max_rejected)
+    budget = budget_of(study, trials, deadline)
     try:
         why = run_worker(study, budget, storage, index)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    if why == "failures":
+        from nas.engine.search import failure_message, open_study, trials_of
+
+        msg = failure_message(study, trials_of(open_study(study, storage, index)))
+        err().print(f"m2nas: error: {msg}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
     if not quiet:
         out().print(f"worker {index} stopped: {why}")
 

@@ -46,6 +46,9 @@ class StudySection(_Table):
     grace_s: Annotated[int, Field(ge=2)] = 30
     max_retry: Annotated[int, Field(ge=0)] = 2
     devices_file: str | None = Field(None, description="extra device TOML, relative to the study file")
+    # An arch already trained (or being trained) in the study is recorded as a rejected duplicate
+    # instead of being trained again, unless repeats are asked for (e.g. to measure seed variance).
+    repeats: bool = False
 
 
 class DatasetSection(_Table):
@@ -102,6 +105,9 @@ class Budget(_Table):
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     epochs: Annotated[int, Field(ge=1)] = 10
     max_rejected: Annotated[int, Field(ge=1)] = 5000
+    # A search whose candidates all fail (a bad learning rate, a broken dataset) would otherwise
+    # never end: failed candidates count against `trials`, and this many in a row stop the study.
+    max_failures: Annotated[int, Field(ge=1)] = 3
 
 
 class Training(_Table):
