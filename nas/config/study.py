@@ -34,8 +34,28 @@ class _Table(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# A study name becomes a folder name (export/<name>/<device>) and a storage key: one safe path
+# component, so no name can reach outside the folder it is written under.
+SAFE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+
+
+def check_safe_name(name: str, what: str) -> str:
+    if not re.fullmatch(SAFE_NAME, name) or ".." in name:
+        raise ValueError(
+            f"{what} {name!r} must be letters, digits, '_', '-' or '.', starting with a letter or digit "
+            "(it names folders)"
+        )
+    return name
+
+
 class StudySection(_Table):
     name: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        return None if v is None else check_safe_name(v, "study name")
+
     seed: int = 0
     sampler: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
     storage: str | None = Field(None, description="SQLAlchemy URL; default sqlite file beside the study")
@@ -177,6 +197,11 @@ class Study:
         self.cfg = cfg
         src = str(path)
         self.name = cfg.study.name or path.stem
+        if cfg.study.name is None:
+            try:
+                check_safe_name(self.name, "study name (the file's name)")
+            except ValueError as e:
+                raise InputError(f"{src}: {e}; set [study] name") from None
         extra = []
         if cfg.study.devices_file:
             extra.append(path.parent / cfg.study.devices_file)
