@@ -329,11 +329,15 @@ def dashboard(
     study_file: StudyArg,
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,
     storage: StorageOpt = None,
+    allow_writes: Annotated[
+        bool,
+        typer.Option("--allow-writes", help="Let the dashboard delete/rename studies and edit notes."),
+    ] = False,
 ) -> None:
-    """Serve optuna-dashboard over the study's storage and artifacts on 127.0.0.1."""
+    """Serve optuna-dashboard over the study's storage and artifacts on 127.0.0.1 (read-only by default)."""
     from nas.report.dashboard import open_dashboard
 
-    d = open_dashboard(study_file, port, storage)
+    d = open_dashboard(study_file, port, storage, allow_writes)
     out().print(
         f"optuna-dashboard for study {d.study!r} ({d.trials} trials) on {d.url} "
         f"(artifacts {d.artifact_dir}); Ctrl-C stops it",
