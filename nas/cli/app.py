@@ -119,7 +119,7 @@ def memory(
 def sample(
     space: Annotated[str, typer.Argument(help="Search-space preset name, space TOML, or study TOML.")],
     n: Annotated[int, typer.Option("--n", help="How many archs.")] = 10,
-    seed: Annotated[int, typer.Option("--seed", help="RNG seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="RNG seed.")] = 0,
     inputs: Annotated[
         list[str] | None,
         typer.Option("--input", help="Modality shape as NAME=CxL or NAME=CxHxW; repeat per modality."),
@@ -160,10 +160,12 @@ StorageOpt = Annotated[
 def search(
     study_file: StudyArg,
     trials: Annotated[
-        int | None, typer.Option("--trials", help="Candidates to train (default: budget.trials).")
+        int | None,
+        typer.Option("--trials", min=1, help="Candidates to train (default: budget.trials)."),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Seconds after which no new candidate starts.")
+        float | None,
+        typer.Option("--timeout", min=0.001, help="Seconds after which no new candidate starts."),
     ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes on this machine.")] = 1,
     storage: StorageOpt = None,
@@ -200,13 +202,15 @@ def search(
 def worker(
     study_file: StudyArg,
     storage: StorageOpt = None,
-    trials: Annotated[int | None, typer.Option("--trials", help="Study-wide candidate budget.")] = None,
+    trials: Annotated[
+        int | None, typer.Option("--trials", min=1, help="Study-wide candidate budget.")
+    ] = None,
     index: Annotated[int, typer.Option("--index", help="Worker number (varies the sampler seed).")] = 0,
     deadline: Annotated[
         float | None, typer.Option("--deadline", help="Unix time after which no candidate starts.")
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Seconds after which no candidate starts.")
+        float | None, typer.Option("--timeout", min=0.001, help="Seconds after which no candidate starts.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No output.")] = False,
 ) -> None:
@@ -277,7 +281,7 @@ def train(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (see `m2nas datasets`).")],
     epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.")] = None,
     no_distill: Annotated[bool, typer.Option("--no-distill", help="Train without the teacher.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Split and training seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Split and training seed.")] = 0,
     option: Annotated[
         list[str] | None, typer.Option("--option", help="Dataset option KEY=VALUE; may be repeated.")
     ] = None,

@@ -27,7 +27,7 @@ from nas.config.study import Study
 
 from .record import Attr, Status, TrialRecord
 from .results import best_trial, count, failed_candidates, failure_streak
-from .storage import artifact_store, make_storage
+from .storage import artifact_store, check_artifact_dir, make_storage
 
 # Optuna logs a traceback for every trial stopped by Ctrl-C or a training failure; m2nas reports
 # those itself (trial status and reason), so only its errors go to the terminal.
@@ -310,6 +310,7 @@ def run_search(
     )
     budget = budget_of(study, n, deadline)
     study.check_some_candidate_fits()
+    check_artifact_dir(study.artifact_dir)
     url = storage_url or study.storage_url
     ostudy = open_study(study, url)  # creates the study once, before any worker races to
     _ = study.dataset  # build/load the data once (generated datasets are cached on disk)
