@@ -138,7 +138,13 @@ def load_trial_model(study, trial):
                     f"{study.artifact_dir}: cannot read artifact {name} of trial {trial.number} ({e})"
                 ) from None
         arch = Arch.from_json(paths["arch.json"].read_text(), f"trial {trial.number} arch.json")
-        model = load_trained(arch, paths["weights.pt"])
+        try:
+            model = load_trained(arch, paths["weights.pt"])
+        except InputError as e:  # the message names the temporary copy: name the artifact instead
+            why = str(e).removeprefix(f"{paths['weights.pt']}: ")
+            raise InputError(
+                f"{study.artifact_dir}: weights.pt of trial {trial.number} (artifact {ids['weights.pt']}): {why}"
+            ) from None
     return arch, model
 
 
