@@ -69,6 +69,7 @@ def test_a_byte_order_mark_is_no_syntax_error(study):
         ('limits = { flash = "5K" }', 'limits = { flash = "0.0001K" }', "less than one byte"),
         ('limits = { flash = "5K" }', "limits = { flash = true }", "expected bytes"),
         ("seed = 0", "seed = -1", "study.seed"),
+        ('preset = "micro"', "preset = []", "unknown search-space preset"),
         ("seed = 0", "seed = 4294967296", "study.seed"),
         ("batch_size = 64", "batch_size = 64\nlr = inf", "training.lr"),
         ("batch_size = 64", "batch_size = 64\nlr = nan", "training.lr"),
