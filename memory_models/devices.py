@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import FieldError, InputError
+from .errors import FieldError, InputError, read_user_text
 
 BIT_CLASSES = ("2", "4", "8")
 TARGET_KEYS = ("weights", "activations", "code")
@@ -212,11 +212,7 @@ def builtin_devices() -> dict[str, Device]:
 
 def load_device_file(path: str | Path) -> list[Device]:
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read device file ({e.strerror})") from None
-    return _parse_devices(text, str(path))
+    return _parse_devices(read_user_text(path, "a device TOML file"), str(path))
 
 
 def catalogue(extra_files: list[str | Path] | tuple = ()) -> dict[str, Device]:

@@ -57,3 +57,27 @@ class FieldError:
 
     def __str__(self) -> str:
         return self.describe()
+
+
+def read_user_text(path, what: str) -> str:
+    """A user's text file (study, device, space, JSON), with every way of not being one as an
+    InputError: a directory, an unreadable file, bytes that are not UTF-8. A UTF-8 byte-order
+    mark (some Windows editors write one) is dropped, not reported as a syntax error on line 1."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, expected {what}")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read {what} ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not UTF-8 text (byte {e.start}), expected {what}") from None
+
+
+# What a wrongly typed field of a JSON document (a string for a number, a list for a table) makes
+# the constructors raise; the CLI entry points turn these into one line naming the file.
+DOCUMENT_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError)

@@ -128,7 +128,7 @@ def space_from_dict(d: dict[str, Any], source: str) -> SearchSpace:
     base: dict[str, Any] = {}
     if preset is not None:
         known = presets()
-        if preset not in known:
+        if not isinstance(preset, str) or preset not in known:
             raise InputError(
                 f"{source}: preset: unknown search-space preset {preset!r} (known: {', '.join(sorted(known))})"
             )

@@ -120,7 +120,7 @@ def memory(
 def sample(
     space: Annotated[str, typer.Argument(help="Search-space preset name, space TOML, or study TOML.")],
     n: Annotated[int, typer.Option("--n", help="How many archs.")] = 10,
-    seed: Annotated[int, typer.Option("--seed", help="RNG seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="RNG seed.")] = 0,
     inputs: Annotated[
         list[str] | None,
         typer.Option("--input", help="Modality shape as NAME=CxL or NAME=CxHxW; repeat per modality."),
@@ -161,10 +161,12 @@ StorageOpt = Annotated[
 def search(
     study_file: StudyArg,
     trials: Annotated[
-        int | None, typer.Option("--trials", help="Candidates to train (default: budget.trials).")
+        int | None,
+        typer.Option("--trials", min=1, help="Candidates to train (default: budget.trials)."),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Seconds after which no new candidate starts.")
+        float | None,
+        typer.Option("--timeout", min=0.001, help="Seconds after which no new candidate starts."),
     ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes on this machine.")] = 1,
     storage: StorageOpt = None,
@@ -192,19 +194,24 @@ def search(
         )
     if result["interrupted"]:
         raise typer.Exit(130)
+    if result["stopped"] == "failures":
+        err().print(f"m2nas: error: {result['failure']}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 @app.command()
 def worker(
     study_file: StudyArg,
     storage: StorageOpt = None,
-    trials: Annotated[int | None, typer.Option("--trials", help="Study-wide candidate budget.")] = None,
+    trials: Annotated[
+        int | None, typer.Option("--trials", min=1, help="Study-wide candidate budget.")
+    ] = None,
     index: Annotated[int, typer.Option("--index", help="Worker number (varies the sampler seed).")] = 0,
     deadline: Annotated[
         float | None, typer.Option("--deadline", help="Unix time after which no candidate starts.")
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option("--timeout", help="Seconds after which no candidate starts.")
+        float | None, typer.Option("--timeout", min=0.001, help="Seconds after which no candidate starts.")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No output.")] = False,
 ) -> None:
@@ -212,16 +219,22 @@ def worker(
     import time as _time
 
     from nas.config.study import load_study
-    from nas.engine.search import Budget, run_worker
+    from nas.engine.search import budget_of, run_worker
 
     study = load_study(study_file)
     if timeout is not None:
         deadline = _time.time() + timeout
-    budget = Budget(trials or study.cfg.budget.trials, deadline, study.cfg.budget.max_rejected)
+    budget = budget_of(study, trials, deadline)
     try:
         why = run_worker(study, budget, storage, index)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    if why == "failures":
+        from nas.engine.search import failure_message, open_study, trials_of
+
+        msg = failure_message(study, trials_of(open_study(study, storage, index)))
+        err().print(f"m2nas: error: {msg}", markup=False, soft_wrap=True)
+        raise typer.Exit(1)
     if not quiet:
         out().print(f"worker {index} stopped: {why}")
 
@@ -303,7 +316,7 @@ def train(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (see `m2nas datasets`).")],
     epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.")] = None,
     no_distill: Annotated[bool, typer.Option("--no-distill", help="Train without the teacher.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Split and training seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Split and training seed.")] = 0,
     option: Annotated[
         list[str] | None, typer.Option("--option", help="Dataset option KEY=VALUE; may be repeated.")
     ] = None,
@@ -355,11 +368,15 @@ def dashboard(
     study_file: StudyArg,
     port: Annotated[int, typer.Option("--port", help="Port on 127.0.0.1.")] = 8080,
     storage: StorageOpt = None,
+    allow_writes: Annotated[
+        bool,
+        typer.Option("--allow-writes", help="Let the dashboard delete/rename studies and edit notes."),
+    ] = False,
 ) -> None:
-    """Serve optuna-dashboard over the study's storage and artifacts on 127.0.0.1."""
+    """Serve optuna-dashboard over the study's storage and artifacts on 127.0.0.1 (read-only by default)."""
     from nas.report.dashboard import open_dashboard
 
-    d = open_dashboard(study_file, port, storage)
+    d = open_dashboard(study_file, port, storage, allow_writes)
     out().print(
         f"optuna-dashboard for study {d.study!r} ({d.trials} trials) on {d.url} "
         f"(artifacts {d.artifact_dir}); Ctrl-C stops it",

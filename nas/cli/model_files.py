@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from memory_models.errors import InputError
+from memory_models.errors import DOCUMENT_ERRORS, InputError, read_user_text
 from memory_models.graph import FORMAT as GRAPH_FORMAT
 from memory_models.graph import OpGraph
 
@@ -19,18 +19,21 @@ def load_graph(path: str | Path) -> OpGraph:
 
         return graph_from_onnx(path)
     try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read ({e})") from None
+        data = json.loads(read_user_text(path, "an OpGraph or Arch JSON file"))
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
     fmt = data.get("format") if isinstance(data, dict) else None
-    if fmt == GRAPH_FORMAT:
-        return OpGraph.from_dict(data, str(path))
-    if fmt == "m2nas.arch":
-        from search_spaces import Arch, graph
+    try:
+        if fmt == GRAPH_FORMAT:
+            return OpGraph.from_dict(data, str(path))
+        if fmt == "m2nas.arch":
+            from search_spaces import Arch, graph
 
-        return graph(Arch.from_dict(data, str(path)))
+            return graph(Arch.from_dict(data, str(path)))
+    except InputError:
+        raise
+    except DOCUMENT_ERRORS as e:
+        raise InputError(f"{path}: not a valid {fmt} document ({type(e).__name__}: {e})") from None
     raise InputError(
         f"{path}: format: expected 'm2nas.opgraph' or 'm2nas.arch' JSON (or an .onnx file), got {fmt!r}"
     )

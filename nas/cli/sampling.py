@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from memory_models.errors import InputError
+from memory_models.errors import InputError, read_user_text
 from search_spaces import SearchSpace, check_inputs, load_space, presets
 
 
@@ -26,7 +26,7 @@ def resolve_sampling(spec: str, input_opts: list[str], classes: int | None) -> t
     path = Path(spec)
     if spec not in presets() and path.exists():
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(read_user_text(path, "a study or search-space TOML file"))
         except tomllib.TOMLDecodeError as e:
             raise InputError(f"{path}: not valid TOML ({e})") from None
         if "dataset" in data:  # a study file: the dataset gives shapes and classes

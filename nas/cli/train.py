@@ -9,10 +9,11 @@ settings. Prints the validation metrics at the best epoch (a table, or JSON with
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from memory_models.errors import InputError
+from memory_models.errors import DOCUMENT_ERRORS, InputError, read_user_text
 from nas.config.study import Budget, Teacher, Training
 
 # The search's defaults: the study file's [training], [budget] and [teacher] sections as left empty.
@@ -25,13 +26,29 @@ def load_arch_file(path: Path):
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such arch file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected an Arch JSON file")
+    text = read_user_text(path, "an Arch JSON file")
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
-    return Arch.from_json(text, str(path))
+        return Arch.from_json(text, str(path))
+    except InputError:
+        raise
+    except DOCUMENT_ERRORS as e:
+        raise InputError(f"{path}: not a valid Arch document ({type(e).__name__}: {e})") from None
+
+
+def check_writable_file(path: Path, flag: str) -> None:
+    """Refuse an output file that cannot be written, before the training it would hold is run."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a directory, expected a file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if (
+        not parent.is_dir()
+        or not os.access(parent, os.W_OK)
+        or (path.exists() and not os.access(path, os.W_OK))
+    ):
+        raise InputError(f"{flag} {path}: cannot be written")
 
 
 def train_command(
@@ -57,6 +74,8 @@ def train_command(
     from nas.train import TrainingFailed, check_arch_matches, resolve_device, train_candidate
 
     arch = load_arch_file(arch_path)
+    if weights_out is not None:
+        check_writable_file(weights_out, "--weights-out")
     if epochs is not None and epochs < 1:
         raise InputError(f"--epochs must be >= 1, got {epochs}")
     if threads is not None and threads < 1:

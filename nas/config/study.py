@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from memory_models.devices import Device, catalogue, parse_target, resolve_device_name
-from memory_models.errors import FieldError, InputError
+from memory_models.errors import FieldError, InputError, read_user_text
 from search_spaces.space import SearchSpace, space_from_dict
 
 from .objective import FIGURES, Objective
@@ -31,12 +31,33 @@ MINIMIZABLE = FIGURES
 
 
 class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # inf and nan are never a useful setting (`lr = inf` fails every candidate): refuse them here.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# A study name becomes a folder name (export/<name>/<device>) and a storage key: one safe path
+# component, so no name can reach outside the folder it is written under.
+SAFE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}"
+
+
+def check_safe_name(name: str, what: str) -> str:
+    if not re.fullmatch(SAFE_NAME, name) or ".." in name:
+        raise ValueError(
+            f"{what} {name!r} must be letters, digits, '_', '-' or '.', starting with a letter or digit "
+            "(it names folders)"
+        )
+    return name
 
 
 class StudySection(_Table):
     name: str | None = None
-    seed: int = 0
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str | None) -> str | None:
+        return None if v is None else check_safe_name(v, "study name")
+
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0  # numpy and torch take 32-bit seeds
     sampler: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
     storage: str | None = Field(None, description="SQLAlchemy URL; default sqlite file beside the study")
     artifacts: str | None = Field(None, description="artifact directory; default <study>_artifacts beside it")
@@ -46,6 +67,9 @@ class StudySection(_Table):
     grace_s: Annotated[int, Field(ge=2)] = 30
     max_retry: Annotated[int, Field(ge=0)] = 2
     devices_file: str | None = Field(None, description="extra device TOML, relative to the study file")
+    # An arch already trained (or being trained) in the study is recorded as a rejected duplicate
+    # instead of being trained again, unless repeats are asked for (e.g. to measure seed variance).
+    repeats: bool = False
 
 
 class DatasetSection(_Table):
@@ -56,7 +80,9 @@ class DatasetSection(_Table):
 
 def parse_size(value: int | str) -> int:
     """Bytes from 65536, "64K", "64KiB", "1M" (K and M are 1024-based, as memory maps are)."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"expected bytes like 65536, '64K' or '1M', got {value!r}")
+    if isinstance(value, int):
         if value <= 0:
             raise ValueError(f"must be positive, got {value}")
         return value
@@ -64,7 +90,10 @@ def parse_size(value: int | str) -> int:
     if not m:
         raise ValueError(f"expected bytes like 65536, '64K' or '1M', got {value!r}")
     scale = {"": 1, "k": 1024, "m": 1024 * 1024}[m.group(2).lower()]
-    return int(float(m.group(1)) * scale)
+    n = int(float(m.group(1)) * scale)
+    if n <= 0:
+        raise ValueError(f"{value!r} is less than one byte")
+    return n
 
 
 class DeviceEntry(_Table):
@@ -72,7 +101,7 @@ class DeviceEntry(_Table):
     target: dict[str, str] | None = None  # default: the device's own default target
     # What the application leaves to the model, per memory level (e.g. { flash = "48K", sram = "16K" }):
     # the level's capacity for this study becomes the smaller of the two.
-    limits: dict[str, int | str] = Field(default_factory=dict)
+    limits: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("limits")
     @classmethod
@@ -102,6 +131,9 @@ class Budget(_Table):
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     epochs: Annotated[int, Field(ge=1)] = 10
     max_rejected: Annotated[int, Field(ge=1)] = 5000
+    # A search whose candidates all fail (a bad learning rate, a broken dataset) would otherwise
+    # never end: failed candidates count against `trials`, and this many in a row stop the study.
+    max_failures: Annotated[int, Field(ge=1)] = 3
 
 
 class Training(_Table):
@@ -171,6 +203,11 @@ class Study:
         self.cfg = cfg
         src = str(path)
         self.name = cfg.study.name or path.stem
+        if cfg.study.name is None:
+            try:
+                check_safe_name(self.name, "study name (the file's name)")
+            except ValueError as e:
+                raise InputError(f"{src}: {e}; set [study] name") from None
         extra = []
         if cfg.study.devices_file:
             extra.append(path.parent / cfg.study.devices_file)
@@ -209,6 +246,13 @@ class Study:
                 raise InputError(
                     f"{src}: objectives.minimize: {str(obj)!r} names a device that is not in [[devices]]"
                 )
+        names = [o.name(self.primary_device) for o in cfg.objectives.parsed()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise InputError(
+                f"{src}: objectives.minimize: {', '.join(twice)} listed twice (a figure without @device "
+                f"is on the first device, {self.primary_device})"
+            )
         self.space: SearchSpace = space_from_dict(cfg.search_space, f"{src}: search_space")
         from nas.data import dataset_names, parse_options
 
@@ -332,7 +376,7 @@ def load_study(path: str | Path, overrides: dict[str, Any] | None = None) -> Stu
     if not path.exists():
         raise InputError(f"{path}: no such study file")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(read_user_text(path, "a study TOML file"))
     except tomllib.TOMLDecodeError as e:
         raise InputError(f"{path}: not valid TOML ({e})") from None
     for dotted, value in (overrides or {}).items():

@@ -95,9 +95,10 @@ def load(opts: NpzOptions, seed: int, cache_dir: Path | None) -> Dataset:
         raise InputError(f"dataset '{NAME}': file not found: {path}")
     arrays: dict[str, np.ndarray] = {}
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise InputError(f"dataset '{NAME}': {path} is a single .npy array, not an .npz archive")
+        z = np.load(path, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise InputError(f"dataset '{NAME}': {path} is a single .npy array, not an .npz archive")
+        with z:
             for k in z.files:
                 try:
                     arrays[k] = z[k]

@@ -72,8 +72,32 @@ class CandidateEvaluator:
         if not self.screen.fits_any(reports):
             TrialRecord.write_status(trial, Status.REJECTED, self.screen.rejection(reports))
             raise optuna.TrialPruned("fits no device target")
+        if not self.cfg.study.repeats:
+            same = self.already_trained(trial, arch.key())
+            if same is not None:
+                reason = f"duplicate of trial {same} (same arch; [study] repeats = true trains it again)"
+                TrialRecord.write_status(trial, Status.REJECTED, reason)
+                raise optuna.TrialPruned(reason)
         assert any(r.fits for r in reports.values()), "a candidate that fits no device must never be trained"
         return self.train(trial, arch, reports, per_device)
+
+    def already_trained(self, trial: optuna.Trial, key: str) -> int | None:
+        """The number of a trial that trained (or is training, or failed training) this arch.
+
+        Interrupted or lost trials do not count: they are queued again and this may be that retry."""
+        for t in trial.study.get_trials(deepcopy=False):
+            if t.number == trial.number or TrialRecord(t).arch_key != key:
+                continue
+            stored = TrialRecord(t).stored_status
+            if t.state == TrialState.RUNNING:
+                if stored == Status.TRAINING:
+                    return t.number
+            elif t.state == TrialState.FAIL:
+                if stored not in (None, Status.TRAINING):
+                    return t.number
+            elif stored in (Status.TRAINED, Status.STOPPED_EARLY) or t.state == TrialState.COMPLETE:
+                return t.number
+        return None
 
     def finished_curves(self) -> list[Finished]:
         primary = self.study.primary_device

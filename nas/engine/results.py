@@ -20,6 +20,8 @@ __all__ = [
     "best_trial",
     "count",
     "device_figures",
+    "failed_candidates",
+    "failure_streak",
     "hypervolume_2d_plus",
     "pareto_front",
     "status_of",
@@ -58,6 +60,38 @@ def count(trials: list[FrozenTrial]) -> Counts:
         s = status_of(t)
         setattr(c, s, getattr(c, s) + 1)
     return c
+
+
+def failed_candidates(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Failed trials that cost a training attempt: their training failed (or Optuna refused its
+    values). Interrupted or lost trials (stored status still `training`) are not among them: they
+    are queued again with the same parameters, so counting them would count one candidate twice."""
+    out = []
+    for t in trials:
+        if status_of(t) != Status.FAILED:
+            continue
+        if TrialRecord(t).stored_status in (None, Status.TRAINING):
+            continue
+        out.append(t)
+    return out
+
+
+def failure_streak(trials: list[FrozenTrial]) -> tuple[int, str]:
+    """How many of the latest finished candidates failed in a row, and the last one's reason.
+
+    Rejections cost no training and say nothing about whether training works, so they neither
+    add to the streak nor break it; a trained or stopped-early candidate breaks it."""
+    failed = {t.number for t in failed_candidates(trials)}
+    streak, reason = 0, ""
+    for t in sorted(trials, key=lambda t: t.number, reverse=True):
+        s = status_of(t)
+        if t.number in failed:
+            if not streak:
+                reason = TrialRecord(t).reason or "no reason stored"
+            streak += 1
+        elif s in (Status.TRAINED, Status.STOPPED_EARLY):
+            break
+    return streak, reason
 
 
 def device_figures(t: FrozenTrial, device: str) -> dict[str, Any] | None:

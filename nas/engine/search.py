@@ -1,14 +1,18 @@
 """Running a study: the worker loop, several workers, progress snapshots, budget, resume, Ctrl-C.
 
-The budget counts *candidates that cost training* (trained or stopped early): rejections cost
-microseconds of analysis and a storage write, so they do not use it up (`max_rejected` caps them).
-Running the same command again resumes: finished trials stay, the budget counts them, and a trial
+The budget counts *candidates that cost training* (trained, stopped early, or failed while training):
+rejections cost microseconds of analysis and a storage write, so they do not use it up
+(`max_rejected` caps them); `max_failures` failed candidates in a row stop the study (a bad setting
+would otherwise fail every candidate). Running the same command again resumes: finished trials
+stay, the budget counts them, the sampler is seeded anew (so the rerun does not replay the first
+run's draws) and an arch already trained is not trained again; a trial
 interrupted by Ctrl-C (or lost with a killed worker, after the heartbeat grace period) is queued again
 with the same parameters.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from collections.abc import Callable
@@ -18,19 +22,32 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from memory_models.errors import InputError
 from nas.config.study import Study
 
 from .record import Attr, Status, TrialRecord
-from .results import Counts, best_trial, count
-from .storage import artifact_store, make_storage
+from .results import best_trial, count, failed_candidates, failure_streak
+from .storage import artifact_store, check_artifact_dir, make_storage
 
 # Optuna logs a traceback for every trial stopped by Ctrl-C or a training failure; m2nas reports
 # those itself (trial status and reason), so only its errors go to the terminal.
 optuna.logging.set_verbosity(optuna.logging.ERROR)
 
 
-def make_sampler(study: Study, worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    seed = study.cfg.study.seed + 1000 * worker_index
+def sampler_seed(study_seed: int, worker_index: int, stored_trials: int) -> int:
+    """The sampler's seed for one run of one worker.
+
+    A fresh study keeps the plain study seed (per worker); a resumed one mixes in how many trials
+    are stored, so a rerun does not replay the first run's draws (the random sampler knows nothing
+    of the stored trials; TPE and NSGA-II see them through the storage but draw from the seed)."""
+    if stored_trials == 0:
+        return study_seed + 1000 * worker_index
+    digest = hashlib.sha256(f"{study_seed}:{worker_index}:{stored_trials}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def make_sampler(study: Study, worker_index: int = 0, stored_trials: int = 0) -> optuna.samplers.BaseSampler:
+    seed = sampler_seed(study.cfg.study.seed, worker_index, stored_trials)
     kind = study.cfg.study.sampler
     if kind == "tpe":
         return optuna.samplers.TPESampler(
@@ -57,6 +74,10 @@ def open_study(study: Study, storage_url: str | None = None, worker_index: int =
             directions=study.directions(),
             load_if_exists=True,
         )
+    check_same_objectives(study, ostudy)
+    stored = len(ostudy.get_trials(deepcopy=False))
+    if stored:
+        ostudy.sampler = make_sampler(study, worker_index, stored)
     if not ostudy.user_attrs.get("m2nas"):
         ostudy.set_metric_names(study.objective_names())
         ostudy.set_user_attr(
@@ -73,6 +94,28 @@ def open_study(study: Study, storage_url: str | None = None, worker_index: int =
     return ostudy
 
 
+def check_same_objectives(study: Study, ostudy: optuna.Study) -> None:
+    """Refuse to resume a stored study with other objectives than its file's.
+
+    Optuna loads a study by name whatever directions it is given; every new trial would then hand
+    back the wrong number of values and be stored as failed, with no message, forever."""
+    stored = ostudy.user_attrs.get("m2nas") or {}
+    metric, minimize = study.cfg.objectives.metric, list(study.cfg.objectives.minimize)
+    if "minimize" in stored:
+        old = (stored.get("metric"), list(stored["minimize"]))
+    else:  # no m2nas attributes yet: compare what Optuna itself stored
+        if len(ostudy.directions) == len(study.directions()):
+            return
+        old = ("?", [f"{len(ostudy.directions) - 1} figures"])
+    if old == (metric, minimize):
+        return
+    raise InputError(
+        f"{study.path}: [objectives] differ from those stored for study {study.name!r} in its storage "
+        f"(stored: metric {old[0]}, minimize {old[1]}; file: metric {metric}, minimize {minimize}); "
+        "put them back, or start a new study with another [study] name or storage"
+    )
+
+
 def trials_of(ostudy: optuna.Study) -> list:
     return ostudy.get_trials(deepcopy=False)
 
@@ -82,15 +125,37 @@ class Budget:
     candidates: int
     deadline: float | None  # time.time() after which no new candidate starts
     max_rejected: int
+    max_failures: int = 3  # failed candidates in a row that stop the study
 
-    def exhausted(self, c: Counts) -> str:
-        if c.candidates >= self.candidates:
+    def used(self, trials: list) -> int:
+        """Candidates that cost training: trained, stopped early, or failed while training."""
+        return count(trials).candidates + len(failed_candidates(trials))
+
+    def exhausted(self, trials: list) -> str:
+        c = count(trials)
+        if failure_streak(trials)[0] >= self.max_failures:
+            return "failures"
+        if self.used(trials) >= self.candidates:
             return "budget"
         if self.deadline is not None and time.time() >= self.deadline:
             return "timeout"
         if c.rejected >= self.max_rejected:
             return "max_rejected"
         return ""
+
+
+def budget_of(study: Study, trials: int | None, deadline: float | None) -> Budget:
+    b = study.cfg.budget
+    return Budget(trials or b.trials, deadline, b.max_rejected, b.max_failures)
+
+
+def failure_message(study: Study, trials: list) -> str:
+    """The line a study stopped by failures ends with: how many, and why the last one failed."""
+    n, reason = failure_streak(trials)
+    return (
+        f"study {study.name!r}: stopped after {n} failed candidates in a row (budget.max_failures); "
+        f"the last failed with: {reason}"
+    )
 
 
 def run_worker(study: Study, budget: Budget, storage_url: str | None = None, worker_index: int = 0) -> str:
@@ -112,7 +177,7 @@ def run_worker(study: Study, budget: Budget, storage_url: str | None = None, wor
         optuna.storages.fail_stale_trials(ostudy)
         trials = trials_of(ostudy)
         counts = count(trials)
-        why = budget.exhausted(counts)
+        why = budget.exhausted(trials)
         if why:
             return why
         training_elsewhere = sum(
@@ -123,7 +188,7 @@ def run_worker(study: Study, budget: Budget, storage_url: str | None = None, wor
         if (
             training_elsewhere
             and not counts.waiting
-            and counts.candidates + training_elsewhere >= budget.candidates
+            and budget.used(trials) + training_elsewhere >= budget.candidates
         ):
             time.sleep(poll)
             continue
@@ -243,8 +308,9 @@ def run_search(
     deadline = (
         None if (timeout or cfg.budget.timeout_s) is None else time.time() + (timeout or cfg.budget.timeout_s)
     )
-    budget = Budget(n, deadline, cfg.budget.max_rejected)
+    budget = budget_of(study, n, deadline)
     study.check_some_candidate_fits()
+    check_artifact_dir(study.artifact_dir)
     url = storage_url or study.storage_url
     ostudy = open_study(study, url)  # creates the study once, before any worker races to
     _ = study.dataset  # build/load the data once (generated datasets are cached on disk)
@@ -281,6 +347,8 @@ def run_search(
             progress(_snapshot(study, ostudy, started, deadline, n))
     result = summarize(study, trials_of(ostudy))
     result["stopped"] = why
+    if why == "failures":
+        result["failure"] = failure_message(study, trials_of(ostudy))
     result["interrupted"] = interrupted
     result["seconds"] = round(time.time() - started, 2)
     return result

@@ -32,17 +32,43 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
+def check_sqlite_file(url: str, path: Path, create: bool) -> None:
+    """A SQLite storage that can be opened, or one InputError saying why not, before Optuna (whose
+    errors are tracebacks) touches it. Set WAL once (a property of the file) where we may write:
+    `status`, `report` and the dashboard (create=False) only read, and must work on a read-only
+    database too."""
+    if not str(path) or str(path) in (".", "/") or path.is_dir():
+        raise InputError(f"storage {url}: expected sqlite:///PATH to a database file")
+    if not create and not path.exists():
+        raise InputError(f"storage {url}: no such database (run `m2nas search` first)")
+    resolved = path.resolve()
+    if resolved.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+        raise InputError(f"storage {url}: not a place for a database")
+    try:
+        if create:
+            resolved.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and not path.is_file():
+            raise InputError(f"storage {url}: not a regular file")
+        with sqlite3.connect(
+            f"file:{resolved}?mode={'rwc' if create else 'ro'}", uri=True, timeout=60
+        ) as con:
+            if create:
+                con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA schema_version").fetchone()  # reads the header: a corrupt file fails here
+    except InputError:
+        raise
+    except (OSError, sqlite3.Error) as e:
+        msg = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        raise InputError(f"storage {url}: cannot open ({msg})") from None
+
+
 def make_storage(
     url: str, heartbeat_s: int = 10, grace_s: int = 30, max_retry: int = 2, create: bool = True
 ) -> RDBStorage:
     engine_kwargs: dict = {}
     path = sqlite_path(url)
     if path is not None:
-        if not create and not path.exists():
-            raise InputError(f"storage {url}: no such database (run `m2nas search` first)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(path, timeout=60) as con:  # WAL is a property of the file: set it once
-            con.execute("PRAGMA journal_mode=WAL")
+        check_sqlite_file(url, path, create)
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif url.startswith("postgresql"):
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
@@ -64,6 +90,17 @@ def make_storage(
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise InputError(f"storage {url}: cannot open ({msg})") from None
     raise InputError(f"storage {url}: cannot create Optuna's tables (other processes keep racing)")
+
+
+def check_artifact_dir(directory: Path) -> None:
+    """The artifacts folder must take files before a search trains anything: otherwise the first
+    trained candidate fails when its weights are saved, after its training time is spent."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".m2nas-write-check-"):
+            pass
+    except OSError as e:
+        raise InputError(f"artifacts folder {directory}: cannot be written ({e.strerror or e})") from None
 
 
 def artifact_store(directory: Path) -> FileSystemArtifactStore:

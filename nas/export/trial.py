@@ -138,7 +138,13 @@ def load_trial_model(study, trial):
                     f"{study.artifact_dir}: cannot read artifact {name} of trial {trial.number} ({e})"
                 ) from None
         arch = Arch.from_json(paths["arch.json"].read_text(), f"trial {trial.number} arch.json")
-        model = load_trained(arch, paths["weights.pt"])
+        try:
+            model = load_trained(arch, paths["weights.pt"])
+        except InputError as e:  # the message names the temporary copy: name the artifact instead
+            why = str(e).removeprefix(f"{paths['weights.pt']}: ")
+            raise InputError(
+                f"{study.artifact_dir}: weights.pt of trial {trial.number} (artifact {ids['weights.pt']}): {why}"
+            ) from None
     return arch, model
 
 
@@ -422,6 +428,16 @@ def write_c(result: ExportResult) -> None:
 
 
 def default_out_dir(study, device: str, out_dir: Path | None, all_devices: bool) -> Path:
-    if out_dir is None:
-        return Path("export") / study.name / device
-    return out_dir / device if all_devices else out_dir
+    """Where a device's export goes: `export/<study>/<device>`, or under `--out`. The names that
+    are joined (study, device: a device file may name one) must not lead out of that folder."""
+    if out_dir is not None and not all_devices:
+        return out_dir
+    base = Path("export") if out_dir is None else out_dir
+    target = base / study.name / device if out_dir is None else base / device
+    root, resolved = base.resolve(), target.resolve()
+    plain = all(Path(n).name == n and n not in ("", ".", "..") for n in (study.name, device))
+    if not plain or resolved == root or not resolved.is_relative_to(root):
+        raise InputError(
+            f"{study.path}: export folder {target} leads outside {base} (study {study.name!r}, device {device!r})"
+        )
+    return target

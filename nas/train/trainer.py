@@ -283,10 +283,23 @@ def load_trained(
     """`build(arch)` with trained weights (a state dict or the path of one saved by torch.save), in eval mode."""
     from search_spaces.builder import build
 
+    source = None
     if isinstance(state, (str, Path)):
-        state = torch.load(state, map_location="cpu", weights_only=True)
+        source = state
+        try:
+            state = torch.load(state, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - torch's message suggests weights_only=False: never that
+            raise InputError(
+                f"{source}: not a weights file m2nas can load (corrupt, truncated or not a state_dict)"
+            ) from None
     model = build(arch, quantized=quantized)
-    model.load_state_dict(state)
+    try:
+        model.load_state_dict(state)
+    except Exception as e:  # noqa: BLE001 - wrong keys or shapes: the weights of another arch
+        if source is None:
+            raise
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{source}: the weights do not match the trial's arch ({first[:200]})") from None
     model.to(resolve_device(device))
     return model.eval()
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -361,3 +362,50 @@ def test_dashboard_in_chromium(browser, dashboard_server, smoke_study, tmp_path)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, (out, err)
     assert "dashboard stopped" in out and "Traceback" not in err
+
+
+def _request(base: str, method: str, path: str, host: str | None = None) -> int:
+    req = urllib.request.Request(f"{base}{path}", method=method)
+    if host is not None:
+        req.add_header("Host", host)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def test_dashboard_is_read_only_and_answers_only_its_own_host(dashboard_server, smoke_study):
+    """The DNS-rebinding delete (`curl -X DELETE -H "Host: attacker.example:PORT" .../api/studies/1`)
+    and a plain delete from 127.0.0.1 are both refused; the study and its trials are still there."""
+    base, _ = dashboard_server
+    port = base.rsplit(":", 1)[1]
+    before = len(trials_of(smoke_study)[1])
+    assert _request(base, "DELETE", "/api/studies/1", f"attacker.example:{port}") == 421
+    assert _request(base, "GET", "/api/studies", f"attacker.example:{port}") == 421
+    assert _request(base, "DELETE", "/api/studies/1") == 403
+    assert _request(base, "POST", "/api/studies/1/rename") == 403
+    assert _request(base, "GET", "/api/studies", f"localhost:{port}") == 200
+    assert _request(base, "GET", "/api/studies/1") == 200
+    assert len(trials_of(smoke_study)[1]) == before
+
+
+def test_dashboard_guard_lets_writes_through_only_when_allowed():
+    from nas.report.dashboard import guard
+
+    seen = []
+
+    def app(environ, start_response):
+        seen.append(environ["REQUEST_METHOD"])
+        start_response("204 No Content", [])
+        return [b""]
+
+    def call(g, method, host):
+        status = []
+        g({"REQUEST_METHOD": method, "HTTP_HOST": host}, lambda s, h: status.append(s))
+        return int(status[0].split()[0])
+
+    ro, rw = guard(app, 8766), guard(app, 8766, allow_writes=True)
+    assert call(ro, "DELETE", "127.0.0.1:8766") == 403 and call(rw, "DELETE", "127.0.0.1:8766") == 204
+    assert call(rw, "DELETE", "attacker.example:8766") == 421 and call(rw, "GET", "127.0.0.1:9999") == 421
+    assert call(ro, "GET", "LOCALHOST:8766") == 204 and seen == ["DELETE", "GET"]

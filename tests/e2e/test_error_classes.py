@@ -1,0 +1,167 @@
+"""Each class of bad input found in issue 17 ends in one line and exit 2, with nothing written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.fixtures import assert_one_line_error, run_cli_here
+
+
+@pytest.fixture
+def study(smoke_study, tmp_path) -> Path:
+    shutil.copytree(Path(smoke_study).parent, tmp_path / "s")
+    return tmp_path / "s" / Path(smoke_study).name
+
+
+def edited(study: Path, old: str, new: str, name: str = "probe") -> Path:
+    text = study.read_text()
+    assert old in text
+    path = study.parent / f"{name}.toml"
+    path.write_text(text.replace(old, new, 1))
+    shutil.copy(study.with_suffix(".db"), path.with_suffix(".db"))
+    return path
+
+
+def test_corrupt_and_odd_sqlite_storages(study, tmp_path):
+    db = study.with_suffix(".db")
+    for extra in db.parent.glob(db.name + "-*"):
+        extra.unlink()
+    db.write_bytes(db.read_bytes()[:3000])
+    assert_one_line_error(run_cli_here("status", study), "cannot open", "malformed")
+    for url, fragment in (
+        ("sqlite:///", "expected sqlite:///PATH"),
+        ("sqlite:////proc/x.db", "sqlite:////proc/x.db"),
+        (f"sqlite:///{study}/x.db", "no such database"),
+    ):
+        assert_one_line_error(run_cli_here("status", study, "--storage", url), fragment)
+    assert_one_line_error(run_cli_here("search", study, "--storage", "sqlite:////proc/x.db"), "not a place")
+
+
+@pytest.mark.parametrize(
+    "data, fragment",
+    [(b"\xff\xfe[study]\n", "not UTF-8"), ("[study]\n".encode("utf-16"), "not UTF-8")],
+)
+def test_non_utf8_study_and_device_files(tmp_path, data, fragment):
+    f = tmp_path / "bad.toml"
+    f.write_bytes(data)
+    for args in (["status", f], ["sample", f], ["search", f], ["devices", "--devices", f]):
+        assert_one_line_error(run_cli_here(*args), fragment)
+    assert_one_line_error(run_cli_here("status", tmp_path), "is a directory")
+    assert_one_line_error(run_cli_here("devices", "--devices", tmp_path), "is a directory")
+
+
+def test_a_byte_order_mark_is_no_syntax_error(study):
+    bom = study.parent / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + study.read_bytes())
+    shutil.copy(study.with_suffix(".db"), bom.with_suffix(".db"))
+    res = run_cli_here("status", bom, "--json")
+    assert res.code == 0, res.stderr
+
+
+@pytest.mark.parametrize(
+    "old, new, fragment",
+    [
+        ('limits = { flash = "5K" }', 'limits = { flash = "0K" }', "less than one byte"),
+        ('limits = { flash = "5K" }', 'limits = { flash = "0.0001K" }', "less than one byte"),
+        ('limits = { flash = "5K" }', "limits = { flash = true }", "expected bytes"),
+        ("seed = 0", "seed = -1", "study.seed"),
+        ('preset = "micro"', "preset = []", "unknown search-space preset"),
+        ("seed = 0", "seed = 4294967296", "study.seed"),
+        ("batch_size = 64", "batch_size = 64\nlr = inf", "training.lr"),
+        ("batch_size = 64", "batch_size = 64\nlr = nan", "training.lr"),
+        ('minimize = ["flash", "sram"]', 'minimize = ["flash", "flash@stm32f446re"]', "listed twice"),
+    ],
+)
+def test_wrong_values_in_the_study_file(study, old, new, fragment):
+    path = edited(study, old, new)
+    for cmd in ("status", "search"):
+        assert_one_line_error(run_cli_here(cmd, path), fragment)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--trials", "-1"], "--trials"),
+        (["--trials", "0"], "--trials"),
+        (["--timeout", "0"], "--timeout"),
+        (["--timeout", "-5"], "--timeout"),
+    ],
+)
+def test_wrong_search_options(study, args, fragment):
+    assert_one_line_error(run_cli_here("search", study, *args), fragment)
+    assert_one_line_error(run_cli_here("worker", study, *args), fragment)
+
+
+def test_wrong_seeds_on_the_command_line(tmp_path):
+    for seed in ("-1", str(2**32)):
+        res = run_cli_here("sample", "micro", "--seed", seed, "--input", "a=3x50", "--classes", "3")
+        assert_one_line_error(res, "--seed")
+
+
+def _arch(tmp_path) -> Path:
+    res = run_cli_here("sample", "micro", "--n", "1", "--input", "acc=3x50", "--classes", "3")
+    f = tmp_path / "arch.json"
+    f.write_text(res.stdout.splitlines()[0])
+    return f
+
+
+def test_wrongly_typed_arch_fields(tmp_path):
+    import json
+
+    arch = json.loads(_arch(tmp_path).read_text())
+    f = tmp_path / "bad.json"
+
+    def walk(d, key, value):
+        if isinstance(d, dict):
+            for k in d:
+                if k == key:
+                    d[k] = value
+                else:
+                    walk(d[k], key, value)
+        elif isinstance(d, list):
+            for v in d:
+                walk(v, key, value)
+
+    for key, value in (("kernel", "3"), ("channels", "8"), ("bits", {"a": 1})):
+        doc = json.loads(json.dumps(arch))
+        walk(doc, key, value)
+        f.write_text(json.dumps(doc))
+        res = run_cli_here("memory", f, "--device", "stm32f446re")
+        assert res.code in (0, 2) and "Traceback" not in res.stderr, res.stderr
+        if res.code == 2:
+            assert_one_line_error(res)
+
+
+def test_an_npy_renamed_npz_and_a_directory_as_weights_out(tmp_path):
+    arch = _arch(tmp_path)
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    (tmp_path / "x.npy").rename(tmp_path / "x.npz")
+    res = run_cli_here("train", arch, "--dataset", "npz", "--option", f"path={tmp_path / 'x.npz'}")
+    assert_one_line_error(res, "single .npy array")
+    res = run_cli_here("train", arch, "--dataset", "watch", "--weights-out", tmp_path, "--no-distill")
+    assert_one_line_error(res, "--weights-out", "is a directory")
+
+
+def test_truncated_weights_are_refused_without_torch_advice(study, tmp_path):
+    for f in study.parent.joinpath(f"{study.stem}_artifacts").rglob("*"):
+        if f.is_file() and f.read_bytes()[:2] == b"PK":  # torch.save's zip files: the weights
+            f.write_bytes(f.read_bytes()[:500])
+    res = run_cli_here("export", study, "--all-devices", "--out", tmp_path / "out")
+    assert_one_line_error(res, "not a weights file")
+    assert "weights_only" not in res.stderr
+
+
+def test_unwritable_artifacts_folder_is_found_before_training(study, monkeypatch):
+    import nas.engine.storage as storage
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(storage.tempfile, "NamedTemporaryFile", refuse)
+    assert_one_line_error(
+        run_cli_here("search", study, "--trials", "8"), "artifacts folder", "cannot be written"
+    )

@@ -1,0 +1,257 @@
+"""Hostile-but-realistic input, property-based: valid study, device, OpGraph/Arch and .npz files,
+mutated (types, ranges, encodings, truncation), handed to every CLI entry point. Whatever the
+mutation, the command ends in exit 0 or 2 with at most one line on stderr and no traceback, and the
+finished study beside it keeps its trials and artifacts byte for byte.
+
+The default run tries a few examples per entry point (the CLI runs in-process, see `run_cli_here`);
+`-m slow` tries many more."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.fixtures import run_cli_here
+
+FAST = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+SLOW = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+ODD_VALUES = [
+    "-1",
+    "0",
+    "4294967296",
+    "1e400",
+    "inf",
+    "nan",
+    "-inf",
+    "true",
+    '"x"',
+    '""',
+    "[]",
+    "{}",
+    '"0K"',
+    '"0.0001K"',
+    '"../x"',
+    '"/abs/x"',
+    "[1, 2]",
+    "{ a = 1 }",
+    "3.5",
+]
+ODD_JSON = [-1, 0, 2**40, 1e308, "3", "", None, True, [], {}, [1, "a"], {"a": 1}, 0.5]
+
+
+@pytest.fixture(scope="module")
+def study_copy(smoke_study, tmp_path_factory):
+    """A copy of the finished smoke study the probes run next to (and must not change)."""
+    dst = tmp_path_factory.mktemp("hostile") / "s"
+    shutil.copytree(Path(smoke_study).parent, dst)
+    return dst / Path(smoke_study).name
+
+
+def fingerprint(study_file: Path) -> tuple:
+    """The stored trials (numbers, states, params, values, attributes) and every artifact's bytes."""
+    from nas.engine.status import open_existing
+
+    _, ostudy = open_existing(study_file)
+    trials = [
+        (t.number, t.state.name, sorted(t.params.items()), t.values, json.dumps(t.user_attrs, sort_keys=True))
+        for t in ostudy.get_trials(deepcopy=False)
+    ]
+    files = []
+    for p in sorted(study_file.parent.joinpath(f"{study_file.stem}_artifacts").rglob("*")):
+        if p.is_file():
+            files.append((str(p), hashlib.sha256(p.read_bytes()).hexdigest()))
+    return trials, files
+
+
+def check(res) -> None:
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.code in (0, 2), (res.code, res.stderr[-3000:])
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert len(lines) <= 1, res.stderr[-3000:]
+    if res.code == 2:
+        assert lines and lines[0].startswith("m2nas: error: "), res.stderr
+
+
+@st.composite
+def mutated_text(draw, text: str):
+    """A TOML text with one mutation: a value replaced, a cut, stray bytes, another encoding."""
+    kind = draw(st.sampled_from(["value", "value", "value", "truncate", "bytes", "bom", "utf16"]))
+    data = text.encode()
+    if kind == "value":
+        lines = text.splitlines()
+        idx = [i for i, ln in enumerate(lines) if "=" in ln and not ln.lstrip().startswith("#")]
+        i = draw(st.sampled_from(idx))
+        key = lines[i].split("=", 1)[0]
+        lines[i] = f"{key}= {draw(st.sampled_from(ODD_VALUES))}"
+        return "\n".join(lines).encode()
+    if kind == "truncate":
+        return data[: draw(st.integers(0, len(data) - 1))]
+    if kind == "bytes":
+        at = draw(st.integers(0, len(data)))
+        return data[:at] + draw(st.binary(min_size=1, max_size=8)) + data[at:]
+    if kind == "bom":
+        return b"\xef\xbb\xbf" + data
+    return text.encode("utf-16")
+
+
+def mutate_json(draw, doc):
+    """One field somewhere in the document replaced by a value of another type or range."""
+    paths = []
+
+    def walk(d, path):
+        if isinstance(d, dict):
+            for k, v in d.items():
+                paths.append(path + [k])
+                walk(v, path + [k])
+        elif isinstance(d, list):
+            for i, v in enumerate(d):
+                paths.append(path + [i])
+                walk(v, path + [i])
+
+    walk(doc, [])
+    path = draw(st.sampled_from(paths))
+    doc = json.loads(json.dumps(doc))
+    node = doc
+    for p in path[:-1]:
+        node = node[p]
+    node[path[-1]] = draw(st.sampled_from(ODD_JSON))
+    return doc
+
+
+def _probe_study(study_copy: Path, tmp_path: Path, data: bytes, command: str) -> None:
+    before = fingerprint(study_copy)
+    f = study_copy.parent / "probe.toml"  # beside the study: a name-preserving mutation reaches its storage
+    f.write_bytes(data)
+    args = {
+        "status": ["status", f, "--json"],
+        "report": ["report", f, "--out", tmp_path / "r.html"],
+        "sample": ["sample", f, "--n", "2"],
+        "search": ["search", f, "--json", "--timeout", "0.001"],  # no new candidate may start
+        "export": ["export", f, "--all-devices", "--out", tmp_path / "export"],
+    }[command]
+    try:
+        check(run_cli_here(*args))
+    finally:
+        f.unlink()
+    assert fingerprint(study_copy) == before
+
+
+@pytest.mark.parametrize("command", ["status", "report", "sample", "search"])
+def test_mutated_study_files(study_copy, tmp_path_factory, command):
+    text = study_copy.read_text()
+
+    @FAST
+    @given(data=mutated_text(text))
+    def probe(data):
+        _probe_study(study_copy, tmp_path_factory.mktemp("out"), data, command)
+
+    probe()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["status", "report", "sample", "search", "export"])
+def test_mutated_study_files_many(study_copy, tmp_path_factory, command):
+    text = study_copy.read_text()
+
+    @SLOW
+    @given(data=mutated_text(text))
+    def probe(data):
+        _probe_study(study_copy, tmp_path_factory.mktemp("out"), data, command)
+
+    probe()
+
+
+DEVICE_TOML = """
+[[devices]]
+name = "probe_mcu"
+core = "cortex-m4"
+clock_mhz = 80
+default_target = { weights = "flash", activations = "sram" }
+levels = [
+  { name = "flash", capacity_bytes = 262144, writable = false },
+  { name = "sram", capacity_bytes = 65536 },
+]
+"""
+
+
+def test_mutated_device_files(tmp_path):
+    ok = tmp_path / "ok.toml"
+    ok.write_text(DEVICE_TOML)
+    check(run_cli_here("devices", "--devices", ok))
+
+    @settings(FAST, max_examples=10)
+    @given(data=mutated_text(DEVICE_TOML))
+    def probe(data):
+        f = tmp_path / "dev.toml"
+        f.write_bytes(data)
+        check(run_cli_here("devices", "--devices", f, "--json"))
+
+    probe()
+
+
+def _arch_doc(tmp_path) -> dict:
+    res = run_cli_here("sample", "micro", "--n", "1", "--input", "acc=3x50", "--classes", "3")
+    assert res.code == 0, res.stderr
+    return json.loads(res.stdout.splitlines()[0])
+
+
+def test_mutated_arch_and_opgraph_json(tmp_path):
+    from search_spaces import Arch, graph
+
+    arch = _arch_doc(tmp_path)
+    opgraph = graph(Arch.from_dict(arch)).to_dict()
+
+    @settings(FAST, max_examples=16)
+    @given(which=st.sampled_from(["arch", "opgraph"]), data=st.data())
+    def probe(which, data):
+        doc = mutate_json(data.draw, arch if which == "arch" else opgraph)
+        f = tmp_path / f"{which}.json"
+        f.write_text(json.dumps(doc))
+        check(run_cli_here("memory", f, "--device", "stm32f446re", "--json"))
+
+    probe()
+
+
+def test_mutated_npz_files(tmp_path):
+    rng = np.random.default_rng(0)
+    good = tmp_path / "good.npz"
+    np.savez(good, acc=rng.normal(size=(40, 3, 50)).astype(np.float32), y=np.arange(40) % 3)
+    raw = good.read_bytes()
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(_arch_doc(tmp_path)))
+
+    @settings(FAST, max_examples=6)
+    @given(kind=st.sampled_from(["truncate", "flip", "npy"]), at=st.integers(0, len(raw) - 1))
+    def probe(kind, at):
+        f = tmp_path / "probe.npz"
+        if kind == "truncate":
+            f.write_bytes(raw[:at])
+        elif kind == "flip":
+            f.write_bytes(raw[:at] + bytes([raw[at] ^ 0xFF]) + raw[at + 1 :])
+        else:
+            np.save(tmp_path / "a.npy", np.zeros(3))
+            os.replace(tmp_path / "a.npy", f)
+        res = run_cli_here(
+            "train",
+            arch,
+            "--dataset",
+            "npz",
+            "--option",
+            f"path={f}",
+            "--epochs",
+            "1",
+            "--no-distill",
+            "--json",
+        )
+        check(res)
+
+    probe()
