@@ -80,4 +80,5 @@ def write_c_model(model, arch, report, dataset, out_dir) -> dict[str, Any]:
         "inputs": prog.inputs,
         "output": prog.output,
         "schedule": prog.schedule,
+        "steps": prog.steps,
     }
