@@ -202,31 +202,51 @@ def measure(
     classes: int,
     steps: list[dict],
     cores=("m4", "m7"),
+    profile_samples: int | None = None,
+    work_dir: str | Path | None = None,
     timeout: float = 600.0,
 ) -> dict:
-    """The measured cost of a generated model: per core, instructions per inference (plain build) and
-    per step (profiling build), plus the logits of the plain build (to check them against PyTorch).
+    """The measured cost of a generated model: per core, instructions per inference (plain build, every
+    sample of `inputs`) and per step (profiling build, the first `profile_samples`), plus the plain
+    build's logits (``_logits``, for the caller to check against PyTorch).
 
-    `steps`: the program's schedule (``CProgram.steps`` / ``write_c_model(...)["steps"]``)."""
+    `steps`: the program's schedule (``write_c_model(...)["steps"]``)."""
     out: dict = {"method": METHOD, "cores": {}}
-    for name in cores:
-        c = _core(name)
-        plain = run_split(c_dir, c, inputs, classes, timeout=timeout)
-        prof = run_split(c_dir, c, inputs, classes, profile=True, timeout=timeout)
-        n = len(plain.instructions)
-        per_step = prof.profile / max(n, 1)
-        out["cores"][name] = {
-            "cpu": c.cpu,
-            "board": c.board,
-            "samples": n,
-            "instructions_per_inference": round(plain.per_inference),
-            "instructions_min": int(plain.instructions.min()) if n else 0,
-            "instructions_max": int(plain.instructions.max()) if n else 0,
-            "emulation_seconds": round(plain.seconds + prof.seconds, 2),
-            "profile_instructions_per_inference": round(float(per_step.sum())),
-            "per_op": [{**s, "instructions": round(float(per_step[i + 1]))} for i, s in enumerate(steps)],
-            "load_instructions": round(float(per_step[0])),
-            "readout_instructions": round(float(per_step[-1])),
-            "_logits": plain.logits,
-        }
+    with tempfile.TemporaryDirectory() as tmp:
+        wd = Path(work_dir or tmp)
+        prof_inputs = Path(inputs)
+        if profile_samples is not None:
+            prof_inputs = wd / "profile_inputs.bin"
+            data = np.fromfile(inputs, dtype=np.int8)
+            per = _sample_bytes(c_dir)
+            prof_inputs.write_bytes(data[: per * profile_samples].tobytes())
+        for name in cores:
+            c = _core(name)
+            plain = run_split(c_dir, c, inputs, classes, wd / c.name, timeout=timeout)
+            prof = run_split(c_dir, c, prof_inputs, classes, wd / c.name, profile=True, timeout=timeout)
+            n, m = len(plain.instructions), len(prof.logits)
+            per_step = prof.profile / max(m, 1)
+            out["cores"][name] = {
+                "cpu": c.cpu,
+                "board": c.board,
+                "samples": n,
+                "instructions_per_inference": round(plain.per_inference),
+                "instructions_min": int(plain.instructions.min()) if n else 0,
+                "instructions_max": int(plain.instructions.max()) if n else 0,
+                "emulation_seconds": round(plain.seconds + prof.seconds, 2),
+                "profile_samples": m,
+                "profile_instructions_per_inference": round(float(per_step.sum())),
+                "per_op": [{**s, "instructions": round(float(per_step[i + 1]))} for i, s in enumerate(steps)],
+                "load_instructions": round(float(per_step[0])),
+                "readout_instructions": round(float(per_step[-1])),
+                "_logits": plain.logits,
+            }
     return out
+
+
+def _sample_bytes(c_dir: str | Path) -> int:
+    """M2NAS_INPUT_TOTAL_SIZE of a generated model.h."""
+    for line in (Path(c_dir) / "model.h").read_text().splitlines():
+        if line.startswith("#define M2NAS_INPUT_TOTAL_SIZE "):
+            return int(line.split()[2])
+    raise CortexMError(f"{c_dir}/model.h defines no M2NAS_INPUT_TOTAL_SIZE")

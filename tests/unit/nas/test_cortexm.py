@@ -185,3 +185,44 @@ def test_operator_coverage_on_both_cores(core, case, request, tmp_path):
     run, _, exact = _check_on_core(core, arch, ds, tmp_path, n=64)
     assert exact >= 0.95
     assert np.isfinite(run.per_inference)
+
+
+def test_export_writes_golden_vectors_and_the_measured_cost(watch, tmp_path):
+    """What `m2nas export --c` adds (nas.export.trial.write_c, without the ONNX steps before it):
+    test_inputs.bin / test_logits.bin, a README that says how to check a port against them, and
+    memory.json's `measured`: per core, instructions per inference over the whole test split, per op,
+    the logits check, and model.o's size; the model card's section says instructions, not cycles."""
+    import json
+    from types import SimpleNamespace
+
+    from nas.export.trial import write_c
+    from nas.report.model_card import _measured_lines
+    from tests.unit.nas.test_codegen import TRAINED_ARCH, _report
+
+    arch = TRAINED_ARCH.validate()
+    model = _calibrated(arch, watch)
+    report = _report(arch)
+    (tmp_path / "memory.json").write_text(json.dumps({"arena_bytes": report.arena_bytes}))
+    result = SimpleNamespace(model=model, arch=arch, report=report, dataset=watch, out_dir=tmp_path, files=[])
+    write_c(result)
+    n = len(watch.test)
+    assert {"test_inputs.bin", "test_logits.bin", "model.c", "README.md"} <= set(result.files)
+    x = np.fromfile(tmp_path / "test_inputs.bin", dtype=np.int8)
+    assert x.size == n * sum(int(np.prod(v.shape[1:])) for v in watch.test.x.values())
+    gold = np.fromfile(tmp_path / "test_logits.bin", dtype=np.int8).reshape(n, arch.classes)
+    assert (gold == torch_int_logits(model, watch.test.x)).all()
+    readme = (tmp_path / "README.md").read_text()
+    assert "test_inputs.bin" in readme and "test_logits.bin" in readme and "on the board" in readme.lower()
+    m = json.loads((tmp_path / "memory.json").read_text())["measured"]
+    assert m["available"] and "instructions" in m["method"] and "not cycles" in m["method"]
+    for core in ("m4", "m7"):
+        c = m["cores"][core]
+        assert c["samples"] == n and c["identical_logits"] == n
+        assert len(c["per_op"]) == len(report.schedule) and c["profile_samples"] == 64
+        assert c["instructions_per_mac"] == round(c["instructions_per_inference"] / report.macs, 3)
+    assert m["model_o_m4_Os"]["bss"] == report.arena_bytes
+    card = "\n".join(_measured_lines(result))
+    assert (
+        "instructions executed, not cycles" in card
+        and f"{m['cores']['m7']['instructions_per_inference']:,}" in card
+    )
