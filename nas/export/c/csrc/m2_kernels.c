@@ -29,20 +29,21 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
                             col[(c * kh + ky) * kw + kx] = (uint8_t)(v & 0xff);
                         }
             }
+            if (col && wbits == 8) { /* fast path: byte weights, four output channels per pass */
+                for (co = 0; co < cout; co += 4) {
+                    int32_t acc[4], j;
+                    const int n = cout - co < 4 ? (int)(cout - co) : 4;
+                    m2_dot_8(col, xsgn, (const int8_t *)(w + co * K), K, n, acc);
+                    for (j = 0; j < n; ++j)
+                        m2_st(y, (co + j) * oh * ow + o, ybits,
+                              m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi));
+                }
+                continue;
+            }
             for (co = 0; co < cout; ++co) {
                 int32_t acc = 0;
                 const int32_t wb = co * K;
-                if (col && wbits == 8) { /* fast path: byte weights */
-                    const int8_t *wr = (const int8_t *)(w + wb);
-                    if (xsgn) {
-                        const int8_t *cr = (const int8_t *)col;
-                        for (k = 0; k < K; ++k)
-                            acc += (int32_t)cr[k] * wr[k];
-                    } else {
-                        for (k = 0; k < K; ++k)
-                            acc += (int32_t)col[k] * wr[k];
-                    }
-                } else if (col) {
+                if (col) {
                     if (xsgn) {
                         for (k = 0; k < K; ++k)
                             acc += (int32_t)(int8_t)col[k] * m2_ld(w, wb + k, wbits, 1);
@@ -114,6 +115,20 @@ static void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_
                       const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo)
 {
     int32_t p, co, c;
+    if (npos == 1 && xbits == 8 && wbits == 8) { /* linear: the input is one contiguous column */
+        for (co = 0; co < cout; co += 4) {
+            int32_t acc[4], j, q;
+            const int n = cout - co < 4 ? (int)(cout - co) : 4;
+            m2_dot_8(x, xsgn, (const int8_t *)(w + co * cin), cin, n, acc);
+            for (j = 0; j < n; ++j) {
+                q = m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi);
+                if (lut)
+                    q = lut[q - lut_lo];
+                m2_st(y, co + j, ybits, q);
+            }
+        }
+        return;
+    }
     for (p = 0; p < npos; ++p)
         for (co = 0; co < cout; ++co) {
             int32_t acc = 0, q;
