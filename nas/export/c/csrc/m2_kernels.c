@@ -18,7 +18,27 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
     for (oy = 0; oy < oh; ++oy) {
         for (ox = 0; ox < ow; ++ox) {
             const int32_t o = oy * ow + ox;
-            if (col) {
+            if (col && xbits == 8) { /* byte inputs: copy rows of the patch, zeros outside */
+                uint8_t *cp = col;
+                const int32_t ix0 = ox * sw - pw;
+                for (c = 0; c < cin; ++c)
+                    for (ky = 0; ky < kh; ++ky) {
+                        const int32_t iy = oy * sh - ph + ky;
+                        const uint8_t *row = x + (c * ih + iy) * iw;
+                        if (iy < 0 || iy >= ih) {
+                            for (kx = 0; kx < kw; ++kx)
+                                *cp++ = 0;
+                        } else if (ix0 >= 0 && ix0 + kw <= iw) {
+                            for (kx = 0; kx < kw; ++kx)
+                                *cp++ = row[ix0 + kx];
+                        } else {
+                            for (kx = 0; kx < kw; ++kx) {
+                                const int32_t ix = ix0 + kx;
+                                *cp++ = ix >= 0 && ix < iw ? row[ix] : 0;
+                            }
+                        }
+                    }
+            } else if (col) {
                 for (c = 0; c < cin; ++c)
                     for (ky = 0; ky < kh; ++ky)
                         for (kx = 0; kx < kw; ++kx) {
@@ -33,7 +53,18 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
                 for (co = 0; co < cout; co += 4) {
                     int32_t acc[4], j;
                     const int n = cout - co < 4 ? (int)(cout - co) : 4;
-                    m2_dot_8(col, xsgn, (const int8_t *)(w + co * K), K, n, acc);
+                    m2_dot_8(col, 1, xsgn, (const int8_t *)(w + co * K), K, n, acc);
+                    for (j = 0; j < n; ++j)
+                        m2_st(y, (co + j) * oh * ow + o, ybits,
+                              m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi));
+                }
+                continue;
+            }
+            if (col && (K * wbits) % 8 == 0) { /* 4- / 2-bit weights, byte-aligned rows */
+                for (co = 0; co < cout; co += 4) {
+                    int32_t acc[4], j;
+                    const int n = cout - co < 4 ? (int)(cout - co) : 4;
+                    m2_dot_low(col, 1, xsgn, w + co * K * wbits / 8, wbits, K, n, acc);
                     for (j = 0; j < n; ++j)
                         m2_st(y, (co + j) * oh * ow + o, ybits,
                               m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi));
@@ -115,18 +146,23 @@ static void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_
                       const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo)
 {
     int32_t p, co, c;
-    if (npos == 1 && xbits == 8 && wbits == 8) { /* linear: the input is one contiguous column */
-        for (co = 0; co < cout; co += 4) {
-            int32_t acc[4], j, q;
-            const int n = cout - co < 4 ? (int)(cout - co) : 4;
-            m2_dot_8(x, xsgn, (const int8_t *)(w + co * cin), cin, n, acc);
-            for (j = 0; j < n; ++j) {
-                q = m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi);
-                if (lut)
-                    q = lut[q - lut_lo];
-                m2_st(y, co + j, ybits, q);
+    if (xbits == 8 && (wbits == 8 || (cin * wbits) % 8 == 0)) {
+        /* byte inputs: position p's column is x[p], x[p + npos], ...; four output channels a pass */
+        for (p = 0; p < npos; ++p)
+            for (co = 0; co < cout; co += 4) {
+                int32_t acc[4], j, q;
+                const int n = cout - co < 4 ? (int)(cout - co) : 4;
+                if (wbits == 8)
+                    m2_dot_8(x + p, npos, xsgn, (const int8_t *)(w + co * cin), cin, n, acc);
+                else
+                    m2_dot_low(x + p, npos, xsgn, w + co * cin * wbits / 8, wbits, cin, n, acc);
+                for (j = 0; j < n; ++j) {
+                    q = m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi);
+                    if (lut)
+                        q = lut[q - lut_lo];
+                    m2_st(y, (co + j) * npos + p, ybits, q);
+                }
             }
-        }
         return;
     }
     for (p = 0; p < npos; ++p)
