@@ -77,6 +77,22 @@ def test_the_timer_counts_instructions(core, tmp_path):
     assert proc.returncode == 2_000_000 // cortexm.INSTRUCTIONS_PER_TICK // 1000, proc.stderr
 
 
+@pytest.mark.parametrize("core", ["m4", "m7"])
+def test_kernel_sources_compile_for_the_cores(core, tmp_path):
+    """The DSP paths (__ARM_FEATURE_DSP) pass the same strict flags as the portable ones."""
+    c = cortexm.CORES[core]
+    src = cortexm.support_dir().parent / "csrc" / "m2_kernels.c"
+    cmd = [cortexm.CC, *cortexm.FLAGS, "-O2", *c.flags, "-DM2_KERNELS_STANDALONE", "-c", str(src)]
+    res = subprocess.run([*cmd, "-o", str(tmp_path / "k.o")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert (
+        "smlad"
+        in subprocess.run(
+            ["arm-none-eabi-objdump", "-d", str(tmp_path / "k.o")], capture_output=True, text=True, check=True
+        ).stdout
+    )
+
+
 def _calibrated(arch, ds, seed=0):
     from tests.unit.nas.test_codegen import _calibrated
 

@@ -53,7 +53,7 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
                 for (co = 0; co < cout; co += 4) {
                     int32_t acc[4], j;
                     const int n = cout - co < 4 ? (int)(cout - co) : 4;
-                    m2_dot_8(col, 1, xsgn, (const int8_t *)(w + co * K), K, n, acc);
+                    m2_dot_8(col, 1, xsgn, (const int8_t *)(w + co * K), K, K, n, acc);
                     for (j = 0; j < n; ++j)
                         m2_st(y, (co + j) * oh * ow + o, ybits,
                               m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi));
@@ -64,7 +64,7 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
                 for (co = 0; co < cout; co += 4) {
                     int32_t acc[4], j;
                     const int n = cout - co < 4 ? (int)(cout - co) : 4;
-                    m2_dot_low(col, 1, xsgn, w + co * K * wbits / 8, wbits, K, n, acc);
+                    m2_dot_low(col, 1, xsgn, w + co * K * wbits / 8, wbits, K * wbits / 8, K, n, acc);
                     for (j = 0; j < n; ++j)
                         m2_st(y, (co + j) * oh * ow + o, ybits,
                               m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi));
@@ -137,6 +137,7 @@ static void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t
 /*@end*/
 
 /*@kernel pwconv*/
+#define M2_PW_CHUNK 64 /* stack bytes of a sub-byte input's unpacked column; a multiple of 8 */
 /* Pointwise (1x1, stride 1) convolution over `npos` positions; a linear layer is npos = 1.
    With `lut` (sigmoid): the requantized value is the LUT index (minus `lut_lo`), the stored value
    the LUT entry. */
@@ -153,9 +154,39 @@ static void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_
                 int32_t acc[4], j, q;
                 const int n = cout - co < 4 ? (int)(cout - co) : 4;
                 if (wbits == 8)
-                    m2_dot_8(x + p, npos, xsgn, (const int8_t *)(w + co * cin), cin, n, acc);
+                    m2_dot_8(x + p, npos, xsgn, (const int8_t *)(w + co * cin), cin, cin, n, acc);
                 else
-                    m2_dot_low(x + p, npos, xsgn, w + co * cin * wbits / 8, wbits, cin, n, acc);
+                    m2_dot_low(x + p, npos, xsgn, w + co * cin * wbits / 8, wbits, cin * wbits / 8, cin, n, acc);
+                for (j = 0; j < n; ++j) {
+                    q = m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi);
+                    if (lut)
+                        q = lut[q - lut_lo];
+                    m2_st(y, (co + j) * npos + p, ybits, q);
+                }
+            }
+        return;
+    }
+    if (wbits == 8 || (cin * wbits) % 8 == 0) {
+        /* 4- / 2-bit inputs: position p's column unpacked M2_PW_CHUNK elements at a time into a
+           byte column on the stack (the arena has no scratch for this op), then the same dot
+           products; the chunks' sums add up exactly. */
+        uint8_t buf[M2_PW_CHUNK];
+        for (p = 0; p < npos; ++p)
+            for (co = 0; co < cout; co += 4) {
+                int32_t acc[4] = {0, 0, 0, 0}, part[4], j, q, c0;
+                const int n = cout - co < 4 ? (int)(cout - co) : 4;
+                for (c0 = 0; c0 < cin; c0 += M2_PW_CHUNK) {
+                    const int32_t len = cin - c0 < M2_PW_CHUNK ? cin - c0 : M2_PW_CHUNK;
+                    for (c = 0; c < len; ++c)
+                        buf[c] = (uint8_t)(m2_ld(x, (c0 + c) * npos + p, xbits, xsgn) & 0xff);
+                    if (wbits == 8)
+                        m2_dot_8(buf, 1, xsgn, (const int8_t *)(w + co * cin + c0), cin, len, n, part);
+                    else
+                        m2_dot_low(buf, 1, xsgn, w + (co * cin + c0) * wbits / 8, wbits, cin * wbits / 8, len, n,
+                                   part);
+                    for (j = 0; j < 4; ++j)
+                        acc[j] += part[j];
+                }
                 for (j = 0; j < n; ++j) {
                     q = m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi);
                     if (lut)

@@ -249,10 +249,11 @@ static inline int32_t m2_pkhi(int32_t a, int32_t b)
         }                                                                                         \
     } while (0)
 
-static M2_NOINLINE void m2_dot_8(const uint8_t *col, int32_t cs, int sgn, const int8_t *w, int32_t K, int n,
-                            int32_t acc[4])
+static M2_NOINLINE void m2_dot_8(const uint8_t *col, int32_t cs, int sgn, const int8_t *w, int32_t ws, int32_t K,
+                                 int n, int32_t acc[4])
 {
-    const int8_t *w0 = w, *w1 = n > 1 ? w + K : w, *w2 = n > 2 ? w + 2 * K : w, *w3 = n > 3 ? w + 3 * K : w;
+    /* ws: bytes from one row to the next (K, or more for a slice of longer rows) */
+    const int8_t *w0 = w, *w1 = n > 1 ? w + ws : w, *w2 = n > 2 ? w + 2 * ws : w, *w3 = n > 3 ? w + 3 * ws : w;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, k = 0;
 #if defined(__ARM_FEATURE_DSP)
     if (cs == 1) {
@@ -298,10 +299,11 @@ static M2_NOINLINE void m2_dot_8(const uint8_t *col, int32_t cs, int sgn, const 
     } while (0)
 
 static M2_NOINLINE void m2_dot_low(const uint8_t *col, int32_t cs, int sgn, const uint8_t *w, int bits,
-                                   int32_t K, int n, int32_t acc[4])
+                                   int32_t ws, int32_t K, int n, int32_t acc[4])
 {
+    /* ws: bytes from one row to the next; K * bits a multiple of 8 */
     const int32_t KB = K * bits / 8;
-    const uint8_t *w0 = w, *w1 = n > 1 ? w + KB : w, *w2 = n > 2 ? w + 2 * KB : w, *w3 = n > 3 ? w + 3 * KB : w;
+    const uint8_t *w0 = w, *w1 = n > 1 ? w + ws : w, *w2 = n > 2 ? w + 2 * ws : w, *w3 = n > 3 ? w + 3 * ws : w;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, kb, f, k = 0;
     if (bits == 4) {
 #if defined(__ARM_FEATURE_DSP)
