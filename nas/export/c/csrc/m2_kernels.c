@@ -106,28 +106,53 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
 /*@end*/
 
 /*@kernel dwconv*/
-/* Depthwise convolution (groups = channels, one filter per channel), zero padding, no scratch. */
+#define M2_DW_TAPS 64 /* filters up to this many taps are unpacked once per channel, on the stack */
+/* Depthwise convolution (groups = channels, one filter per channel), zero padding, no scratch.
+   Each channel's filter is unpacked once (not once per output); windows inside the input skip the
+   bounds tests and, for byte inputs, read the bytes directly. */
 static void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t ih, int32_t iw,
                       uint8_t *y, int ybits, int32_t oh, int32_t ow,
                       int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph, int32_t pw,
                       const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
                       const int8_t *shift, int32_t lo, int32_t hi)
 {
-    int32_t c, oy, ox, ky, kx;
+    int32_t c, oy, ox, ky, kx, k;
+    const int32_t taps = kh * kw;
+    const int local = taps <= M2_DW_TAPS;
+    int32_t wk[M2_DW_TAPS];
     for (c = 0; c < ch; ++c) {
-        const int32_t wb = c * kh * kw, xb = c * ih * iw, yb = c * oh * ow;
+        const int32_t wb = c * taps, xb = c * ih * iw, yb = c * oh * ow;
+        if (local)
+            for (k = 0; k < taps; ++k)
+                wk[k] = m2_ld(w, wb + k, wbits, 1);
         for (oy = 0; oy < oh; ++oy)
             for (ox = 0; ox < ow; ++ox) {
                 int32_t acc = 0;
-                for (ky = 0; ky < kh; ++ky) {
-                    const int32_t iy = oy * sh - ph + ky;
-                    if (iy < 0 || iy >= ih)
-                        continue;
-                    for (kx = 0; kx < kw; ++kx) {
-                        const int32_t ix = ox * sw - pw + kx;
-                        if (ix < 0 || ix >= iw)
+                const int32_t iy0 = oy * sh - ph, ix0 = ox * sw - pw;
+                if (local && xbits == 8 && iy0 >= 0 && iy0 + kh <= ih && ix0 >= 0 && ix0 + kw <= iw) {
+                    const uint8_t *r = x + xb + iy0 * iw + ix0;
+                    const int32_t *wr = wk;
+                    for (ky = 0; ky < kh; ++ky, r += iw, wr += kw) {
+                        if (xsgn) {
+                            for (kx = 0; kx < kw; ++kx)
+                                acc += (int32_t)(int8_t)r[kx] * wr[kx];
+                        } else {
+                            for (kx = 0; kx < kw; ++kx)
+                                acc += (int32_t)r[kx] * wr[kx];
+                        }
+                    }
+                } else {
+                    for (ky = 0; ky < kh; ++ky) {
+                        const int32_t iy = iy0 + ky;
+                        if (iy < 0 || iy >= ih)
                             continue;
-                        acc += m2_ld(x, xb + iy * iw + ix, xbits, xsgn) * m2_ld(w, wb + ky * kw + kx, wbits, 1);
+                        for (kx = 0; kx < kw; ++kx) {
+                            const int32_t ix = ix0 + kx;
+                            if (ix < 0 || ix >= iw)
+                                continue;
+                            acc += m2_ld(x, xb + iy * iw + ix, xbits, xsgn)
+                                   * (local ? wk[ky * kw + kx] : m2_ld(w, wb + ky * kw + kx, wbits, 1));
+                        }
                     }
                 }
                 m2_st(y, yb + oy * ow + ox, ybits, m2_requant((int64_t)acc + bias[c], mult[c], shift[c], lo, hi));
