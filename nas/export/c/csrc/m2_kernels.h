@@ -40,13 +40,6 @@ static inline void m2_st(uint8_t *p, int32_t i, int bits, int32_t v)
    ~floor(~p / 2^s)); the remainder is p's low bits. */
 static inline int64_t m2_rshift(int64_t p, int shift)
 {
-#if defined(__ARM_FEATURE_DSP)
-    /* Arm compilers shift signed values arithmetically (floor), so with f = floor(p / 2^s),
-       round-half-even(p / 2^s) = floor((p + 2^(s-1) - 1 + (f & 1)) / 2^s): two 64-bit shifts.
-       For |p| < 2^62 the sum cannot overflow; larger values take the portable path. */
-    if (p > -((int64_t)1 << 62) && p < ((int64_t)1 << 62))
-        return (p + ((((int64_t)1 << (shift - 1)) - 1) + ((p >> shift) & 1))) >> shift;
-#endif
     const uint64_t mask = ((uint64_t)1 << shift) - 1u, half = (uint64_t)1 << (shift - 1);
     const uint64_t r = (uint64_t)p & mask; /* p - floor(p / 2^shift) * 2^shift, in [0, 2^shift) */
     int64_t q = p >= 0 ? p >> shift : ~(~p >> shift); /* floor */
