@@ -85,6 +85,20 @@ def export_command(
             markup=False,
             soft_wrap=True,
         )
+        m = r.measured
+        if m and m.get("available"):
+            for c in m["cores"].values():
+                out().print(
+                    f"  C on emulated {c['cpu']} ({c['board']}): {c['instructions_per_inference']:,} instructions "
+                    f"per inference ({c['instructions_per_mac']:.2f} per MAC; instructions, not cycles), identical "
+                    f"int8 logits on {c['identical_logits']:,} / {c['samples']:,} test samples",
+                    markup=False,
+                    soft_wrap=True,
+                )
+        elif m:
+            out().print(
+                f"  C not run on emulated Cortex-M cores: {m['reason']}", markup=False, soft_wrap=True
+            )
         if not r.onnx_report_matches:
             err().print(
                 f"m2nas: warning: {d}: `m2nas memory model.onnx` figures differ from the search-time report",

@@ -36,6 +36,8 @@ from memory_models.errors import InputError
 
 from .parity import AS_WRITTEN, INTEGER_RUNTIME, ExportCheckFailed, compare, require
 
+PROFILE_SAMPLES = 64  # test samples of the per-op profiling run on each emulated core
+
 __all__ = ["ExportCheckFailed", "ExportResult", "export_trial"]
 
 
@@ -56,6 +58,7 @@ class ExportResult:
     onnx_report_matches: bool
     finetune: dict[str, Any] | None = None
     files: list[str] = field(default_factory=list)
+    measured: dict[str, Any] | None = None  # the C model on emulated Cortex-M cores (export --c)
     seconds: float = 0.0
 
     @property
@@ -76,9 +79,22 @@ class ExportResult:
             "parity": self.parity,
             "onnx_report_matches": self.onnx_report_matches,
             "finetune": self.finetune,
+            "measured": _measured_summary(self.measured),
             "files": self.files,
             "seconds": round(self.seconds, 2),
         }
+
+
+def _measured_summary(m: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not m or not m.get("available"):
+        return m
+    return {
+        k: {
+            f: c[f]
+            for f in ("instructions_per_inference", "instructions_per_mac", "identical_logits", "samples")
+        }
+        for k, c in m["cores"].items()
+    }
 
 
 # ---- trials and models --------------------------------------------------------------------------
@@ -416,12 +432,56 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
 
 
 def write_c(result: ExportResult) -> None:
-    """model.h / model.c through nas.export.c (issue 8)."""
+    """model.h / model.c through nas.export.c (issue 8), the test split's golden vectors, and --
+    where the Arm toolchain and QEMU are installed -- the measured cost on emulated Cortex-M cores,
+    into memory.json (issue 15)."""
     from nas.export.c import write_c_model
 
     before = set(p.name for p in result.out_dir.iterdir())
-    write_c_model(result.model, result.arch, result.report, result.dataset, result.out_dir)
+    info = write_c_model(
+        result.model, result.arch, result.report, result.dataset, result.out_dir, golden=result.dataset.test.x
+    )
+    result.measured = measure_c(result, info)
+    mem_path = result.out_dir / "memory.json"
+    mem = json.loads(mem_path.read_text())
+    mem["measured"] = result.measured
+    mem_path.write_text(json.dumps(mem, indent=1) + "\n")
     result.files += sorted(p.name for p in result.out_dir.iterdir() if p.name not in before)
+
+
+def measure_c(result: ExportResult, info: dict[str, Any]) -> dict[str, Any]:
+    """Instructions per inference and per op of the generated C on the emulated Cortex-M4 and M7 over
+    the test split, whether their int8 logits are PyTorch's, and the compiler's size of model.o.
+
+    The plain build runs every test sample on each core (the logits check); the profiling build, whose
+    per-step timer reads are only there to split the count, the first PROFILE_SAMPLES."""
+    from nas.export.c import cortexm
+
+    why = cortexm.missing()
+    if why is not None:
+        return {"available": False, "reason": why}
+    out = result.out_dir
+    n_classes = len(info["output"]["classes"])
+    with tempfile.TemporaryDirectory() as tmp:
+        measured = cortexm.measure(
+            out,
+            out / "test_inputs.bin",
+            n_classes,
+            info["steps"],
+            profile_samples=PROFILE_SAMPLES,
+            work_dir=tmp,
+        )
+    expected = np.fromfile(out / "test_logits.bin", dtype=np.int8).reshape(-1, n_classes).astype(np.int64)
+    macs = result.report.macs
+    for c in measured["cores"].values():
+        logits = c.pop("_logits")
+        c["identical_logits"] = int((logits == expected).all(1).sum())
+        c["instructions_per_mac"] = round(c["instructions_per_inference"] / max(macs, 1), 3)
+    size = cortexm.object_size(out, "m4", "-Os")
+    measured["model_o_m4_Os"] = {**size, "flash": size["text"] + size["data"]}
+    measured["available"] = True
+    measured["macs"] = macs
+    return measured
 
 
 # ---- the command --------------------------------------------------------------------------------

@@ -138,6 +138,7 @@ def render_model_card(result, study, metric: str, trial) -> str:
         f"- Energy: ~{rep.energy_uj_est:.1f} uJ per inference (estimate)",
         f"- {ESTIMATE_NOTE}.",
     ]
+    L += _measured_lines(result)
 
     p = result.parity
     L += [
@@ -205,6 +206,36 @@ def render_model_card(result, study, metric: str, trial) -> str:
             "",
         ]
     return "\n".join(L)
+
+
+def _measured_lines(result) -> list[str]:
+    """The C model's measured cost on emulated cores (export --c with the Arm toolchain and QEMU)."""
+    m = getattr(result, "measured", None)
+    if not m:
+        return []
+    L = ["", "### C model on emulated Cortex-M cores (instructions executed, not cycles, not a board)", ""]
+    if not m.get("available"):
+        return L + [f"- Not measured: {m.get('reason', 'the Arm toolchain or QEMU is missing')}."]
+    L += [
+        "| core | QEMU board | instructions / inference | instructions / MAC | identical int8 logits |",
+        "|---|---|---|---|---|",
+    ]
+    for c in m["cores"].values():
+        L.append(
+            f"| {c['cpu']} | {c['board']} | {c['instructions_per_inference']:,} | {c['instructions_per_mac']:.2f} "
+            f"| {c['identical_logits']:,} / {c['samples']:,} test samples |"
+        )
+    size = m["model_o_m4_Os"]
+    L += [
+        "",
+        f"- Method: {m['method']}. Per-op counts (a profiling build, {next(iter(m['cores'].values()))['profile_samples']} "
+        "samples) are in `memory.json` (`measured`).",
+        f"- `model.o` for the Cortex-M4 at -Os: text {size['text']:,} B + data {size['data']:,} B; bss "
+        f"{size['bss']:,} B (the planned arena is {result.report.arena_bytes:,} B).",
+        "- A board's cycles are these counts times its cycles per instruction (pipeline, flash wait states, "
+        "caches), which an emulator does not model.",
+    ]
+    return L
 
 
 def write_model_card(result, study, metric: str, trial) -> None:

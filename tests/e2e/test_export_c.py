@@ -53,3 +53,29 @@ def test_m2nas_export_c_runs_the_test_split_in_the_planned_arena(smoke_study, tm
     summary = json.loads((out / "export.json").read_text())
     assert n == len(test.y) and agree >= 0.99
     assert abs(acc_c - summary["test"]["accuracy"]) <= 0.005
+    # Golden vectors: the test split as the harness reads it, and PyTorch's int8 logits for it.
+    import numpy as np
+
+    assert (out / "test_inputs.bin").read_bytes() == (tmp_path / "in.bin").read_bytes()
+    gold = np.fromfile(out / "test_logits.bin", dtype=np.int8).reshape(-1, arch.classes)
+    assert (gold == expected).all()
+    assert "test_inputs.bin" in (out / "README.md").read_text()
+    # The measured cost on the emulated cores, labelled as instructions (issue 15).
+    from nas.export.c import cortexm
+
+    if cortexm.missing() is not None:
+        assert os.environ.get("CI") != "true", cortexm.missing()
+        assert memory["measured"]["available"] is False
+        return
+    m = memory["measured"]
+    assert set(m["cores"]) == {"m4", "m7"} and "instructions" in m["method"]
+    same_on_host = int((logits == expected).all(1).sum())  # the emulated cores compute what the host does
+    for c in m["cores"].values():
+        assert c["samples"] == n and c["identical_logits"] == same_on_host >= 0.99 * n
+        assert c["instructions_per_inference"] > memory["macs"]
+        assert len(c["per_op"]) == len(memory["schedule"])
+    assert m["model_o_m4_Os"]["bss"] == memory["arena_bytes"]
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "instructions executed, not cycles" in card
+    assert f"{m['cores']['m4']['instructions_per_inference']:,}" in card
+    assert "instructions per inference" in res.stdout

@@ -18,7 +18,27 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
     for (oy = 0; oy < oh; ++oy) {
         for (ox = 0; ox < ow; ++ox) {
             const int32_t o = oy * ow + ox;
-            if (col) {
+            if (col && xbits == 8) { /* byte inputs: copy rows of the patch, zeros outside */
+                uint8_t *cp = col;
+                const int32_t ix0 = ox * sw - pw;
+                for (c = 0; c < cin; ++c)
+                    for (ky = 0; ky < kh; ++ky) {
+                        const int32_t iy = oy * sh - ph + ky;
+                        const uint8_t *row = x + (c * ih + iy) * iw;
+                        if (iy < 0 || iy >= ih) {
+                            for (kx = 0; kx < kw; ++kx)
+                                *cp++ = 0;
+                        } else if (ix0 >= 0 && ix0 + kw <= iw) {
+                            for (kx = 0; kx < kw; ++kx)
+                                *cp++ = row[ix0 + kx];
+                        } else {
+                            for (kx = 0; kx < kw; ++kx) {
+                                const int32_t ix = ix0 + kx;
+                                *cp++ = ix >= 0 && ix < iw ? row[ix] : 0;
+                            }
+                        }
+                    }
+            } else if (col) {
                 for (c = 0; c < cin; ++c)
                     for (ky = 0; ky < kh; ++ky)
                         for (kx = 0; kx < kw; ++kx) {
@@ -29,20 +49,32 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
                             col[(c * kh + ky) * kw + kx] = (uint8_t)(v & 0xff);
                         }
             }
+            if (col && wbits == 8) { /* fast path: byte weights, four output channels per pass */
+                for (co = 0; co < cout; co += 4) {
+                    int32_t acc[4], j;
+                    const int n = cout - co < 4 ? (int)(cout - co) : 4;
+                    m2_dot_8(col, 1, xsgn, (const int8_t *)(w + co * K), K, K, n, acc);
+                    for (j = 0; j < n; ++j)
+                        m2_st(y, (co + j) * oh * ow + o, ybits,
+                              m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi));
+                }
+                continue;
+            }
+            if (col && (K * wbits) % 8 == 0) { /* 4- / 2-bit weights, byte-aligned rows */
+                for (co = 0; co < cout; co += 4) {
+                    int32_t acc[4], j;
+                    const int n = cout - co < 4 ? (int)(cout - co) : 4;
+                    m2_dot_low(col, 1, xsgn, w + co * K * wbits / 8, wbits, K * wbits / 8, K, n, acc);
+                    for (j = 0; j < n; ++j)
+                        m2_st(y, (co + j) * oh * ow + o, ybits,
+                              m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi));
+                }
+                continue;
+            }
             for (co = 0; co < cout; ++co) {
                 int32_t acc = 0;
                 const int32_t wb = co * K;
-                if (col && wbits == 8) { /* fast path: byte weights */
-                    const int8_t *wr = (const int8_t *)(w + wb);
-                    if (xsgn) {
-                        const int8_t *cr = (const int8_t *)col;
-                        for (k = 0; k < K; ++k)
-                            acc += (int32_t)cr[k] * wr[k];
-                    } else {
-                        for (k = 0; k < K; ++k)
-                            acc += (int32_t)col[k] * wr[k];
-                    }
-                } else if (col) {
+                if (col) {
                     if (xsgn) {
                         for (k = 0; k < K; ++k)
                             acc += (int32_t)(int8_t)col[k] * m2_ld(w, wb + k, wbits, 1);
@@ -74,28 +106,53 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
 /*@end*/
 
 /*@kernel dwconv*/
-/* Depthwise convolution (groups = channels, one filter per channel), zero padding, no scratch. */
+#define M2_DW_TAPS 64 /* filters up to this many taps are unpacked once per channel, on the stack */
+/* Depthwise convolution (groups = channels, one filter per channel), zero padding, no scratch.
+   Each channel's filter is unpacked once (not once per output); windows inside the input skip the
+   bounds tests and, for byte inputs, read the bytes directly. */
 static void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t ih, int32_t iw,
                       uint8_t *y, int ybits, int32_t oh, int32_t ow,
                       int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph, int32_t pw,
                       const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
                       const int8_t *shift, int32_t lo, int32_t hi)
 {
-    int32_t c, oy, ox, ky, kx;
+    int32_t c, oy, ox, ky, kx, k;
+    const int32_t taps = kh * kw;
+    const int local = taps <= M2_DW_TAPS;
+    int32_t wk[M2_DW_TAPS];
     for (c = 0; c < ch; ++c) {
-        const int32_t wb = c * kh * kw, xb = c * ih * iw, yb = c * oh * ow;
+        const int32_t wb = c * taps, xb = c * ih * iw, yb = c * oh * ow;
+        if (local)
+            for (k = 0; k < taps; ++k)
+                wk[k] = m2_ld(w, wb + k, wbits, 1);
         for (oy = 0; oy < oh; ++oy)
             for (ox = 0; ox < ow; ++ox) {
                 int32_t acc = 0;
-                for (ky = 0; ky < kh; ++ky) {
-                    const int32_t iy = oy * sh - ph + ky;
-                    if (iy < 0 || iy >= ih)
-                        continue;
-                    for (kx = 0; kx < kw; ++kx) {
-                        const int32_t ix = ox * sw - pw + kx;
-                        if (ix < 0 || ix >= iw)
+                const int32_t iy0 = oy * sh - ph, ix0 = ox * sw - pw;
+                if (local && xbits == 8 && iy0 >= 0 && iy0 + kh <= ih && ix0 >= 0 && ix0 + kw <= iw) {
+                    const uint8_t *r = x + xb + iy0 * iw + ix0;
+                    const int32_t *wr = wk;
+                    for (ky = 0; ky < kh; ++ky, r += iw, wr += kw) {
+                        if (xsgn) {
+                            for (kx = 0; kx < kw; ++kx)
+                                acc += (int32_t)(int8_t)r[kx] * wr[kx];
+                        } else {
+                            for (kx = 0; kx < kw; ++kx)
+                                acc += (int32_t)r[kx] * wr[kx];
+                        }
+                    }
+                } else {
+                    for (ky = 0; ky < kh; ++ky) {
+                        const int32_t iy = iy0 + ky;
+                        if (iy < 0 || iy >= ih)
                             continue;
-                        acc += m2_ld(x, xb + iy * iw + ix, xbits, xsgn) * m2_ld(w, wb + ky * kw + kx, wbits, 1);
+                        for (kx = 0; kx < kw; ++kx) {
+                            const int32_t ix = ix0 + kx;
+                            if (ix < 0 || ix >= iw)
+                                continue;
+                            acc += m2_ld(x, xb + iy * iw + ix, xbits, xsgn)
+                                   * (local ? wk[ky * kw + kx] : m2_ld(w, wb + ky * kw + kx, wbits, 1));
+                        }
                     }
                 }
                 m2_st(y, yb + oy * ow + ox, ybits, m2_requant((int64_t)acc + bias[c], mult[c], shift[c], lo, hi));
@@ -105,6 +162,7 @@ static void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t
 /*@end*/
 
 /*@kernel pwconv*/
+#define M2_PW_CHUNK 64 /* stack bytes of a sub-byte input's unpacked column; a multiple of 8 */
 /* Pointwise (1x1, stride 1) convolution over `npos` positions; a linear layer is npos = 1.
    With `lut` (sigmoid): the requantized value is the LUT index (minus `lut_lo`), the stored value
    the LUT entry. */
@@ -114,6 +172,55 @@ static void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_
                       const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo)
 {
     int32_t p, co, c;
+    if (xbits == 8 && (wbits == 8 || (cin * wbits) % 8 == 0)) {
+        /* byte inputs: position p's column is x[p], x[p + npos], ...; four output channels a pass */
+        for (p = 0; p < npos; ++p)
+            for (co = 0; co < cout; co += 4) {
+                int32_t acc[4], j, q;
+                const int n = cout - co < 4 ? (int)(cout - co) : 4;
+                if (wbits == 8)
+                    m2_dot_8(x + p, npos, xsgn, (const int8_t *)(w + co * cin), cin, cin, n, acc);
+                else
+                    m2_dot_low(x + p, npos, xsgn, w + co * cin * wbits / 8, wbits, cin * wbits / 8, cin, n, acc);
+                for (j = 0; j < n; ++j) {
+                    q = m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi);
+                    if (lut)
+                        q = lut[q - lut_lo];
+                    m2_st(y, (co + j) * npos + p, ybits, q);
+                }
+            }
+        return;
+    }
+    if (wbits == 8 || (cin * wbits) % 8 == 0) {
+        /* 4- / 2-bit inputs: position p's column unpacked M2_PW_CHUNK elements at a time into a
+           byte column on the stack (the arena has no scratch for this op), then the same dot
+           products; the chunks' sums add up exactly. */
+        uint8_t buf[M2_PW_CHUNK];
+        for (p = 0; p < npos; ++p)
+            for (co = 0; co < cout; co += 4) {
+                int32_t acc[4] = {0, 0, 0, 0}, part[4], j, q, c0;
+                const int n = cout - co < 4 ? (int)(cout - co) : 4;
+                for (c0 = 0; c0 < cin; c0 += M2_PW_CHUNK) {
+                    const int32_t len = cin - c0 < M2_PW_CHUNK ? cin - c0 : M2_PW_CHUNK;
+                    for (c = 0; c < len; ++c)
+                        buf[c] = (uint8_t)(m2_ld(x, (c0 + c) * npos + p, xbits, xsgn) & 0xff);
+                    if (wbits == 8)
+                        m2_dot_8(buf, 1, xsgn, (const int8_t *)(w + co * cin + c0), cin, len, n, part);
+                    else
+                        m2_dot_low(buf, 1, xsgn, w + (co * cin + c0) * wbits / 8, wbits, cin * wbits / 8, len, n,
+                                   part);
+                    for (j = 0; j < 4; ++j)
+                        acc[j] += part[j];
+                }
+                for (j = 0; j < n; ++j) {
+                    q = m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi);
+                    if (lut)
+                        q = lut[q - lut_lo];
+                    m2_st(y, (co + j) * npos + p, ybits, q);
+                }
+            }
+        return;
+    }
     for (p = 0; p < npos; ++p)
         for (co = 0; co < cout; ++co) {
             int32_t acc = 0, q;

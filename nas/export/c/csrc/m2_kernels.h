@@ -34,13 +34,15 @@ static inline void m2_st(uint8_t *p, int32_t i, int bits, int32_t v)
     p[bit >> 3] = (uint8_t)((p[bit >> 3] & ~(m << sh)) | (((uint32_t)v & m) << sh));
 }
 
-/* round(p / 2^shift), half to even, 1 <= shift <= 62; no undefined or implementation-defined ops. */
+/* round(p / 2^shift), half to even, 1 <= shift <= 62; no undefined or implementation-defined ops.
+   No division either: a 64-bit divide is a library call of ~100 instructions on a Cortex-M, once per
+   output value. Only non-negative values are shifted (~p >= 0 when p < 0, and floor(p / 2^s) =
+   ~floor(~p / 2^s)); the remainder is p's low bits. */
 static inline int64_t m2_rshift(int64_t p, int shift)
 {
-    const int64_t one = (int64_t)1 << shift, half = (int64_t)1 << (shift - 1);
-    int64_t q, r;
-    q = p >= 0 ? p / one : -((-p + one - 1) / one); /* floor */
-    r = p - q * one;                                /* 0 <= r < one */
+    const uint64_t mask = ((uint64_t)1 << shift) - 1u, half = (uint64_t)1 << (shift - 1);
+    const uint64_t r = (uint64_t)p & mask; /* p - floor(p / 2^shift) * 2^shift, in [0, 2^shift) */
+    int64_t q = p >= 0 ? p >> shift : ~(~p >> shift); /* floor */
     if (r > half || (r == half && (q & 1)))
         q += 1;
     return q;
@@ -54,7 +56,276 @@ static inline int32_t m2_clamp(int64_t v, int32_t lo, int32_t hi)
 /* Fixed-point requantization: clamp(round(acc * mult / 2^shift), lo, hi). */
 static inline int32_t m2_requant(int64_t acc, int32_t mult, int shift, int32_t lo, int32_t hi)
 {
+#if defined(__ARM_FEATURE_DSP)
+    /* Arm compilers shift signed values arithmetically (floor), so with f = floor(p / 2^s),
+       round-half-even(p / 2^s) = floor((p + 2^(s-1) - 1 + (f & 1)) / 2^s): one SMULL and two 64-bit
+       shifts. For an int32 accumulator |p| < 2^62, so the sum cannot overflow; otherwise (a
+       saturated bias) the portable path. */
+    if (acc == (int32_t)acc) {
+        const int64_t p = (int64_t)(int32_t)acc * mult;
+        return m2_clamp((p + ((((int64_t)1 << (shift - 1)) - 1) + ((p >> shift) & 1))) >> shift, lo, hi);
+    }
+#endif
     return m2_clamp(m2_rshift(acc * (int64_t)mult, shift), lo, hi);
+}
+
+/* Dot products of one int8 / uint8 column with `n` (1..4) consecutive weight rows of length K:
+   acc[j] = sum_k col[k * cs] * w_j[k]. The column is an im2col patch or a linear layer's input
+   (cs = 1), or one position of a channel-first tensor (cs = positions: pointwise convolutions).
+   Several output channels per pass load and widen each column element once; rows past `n` alias
+   row 0 (their sums are dropped), so one loop body serves 1..4 channels. Integer sums in another
+   order: every path gives the portable loop's result, bit for bit. */
+#if defined(__GNUC__)
+/* Out of line: inlined into a kernel's loop nest the dot loop's dozen live registers spill. */
+#define M2_NOINLINE __attribute__((noinline, unused)) /* unused: not every model calls both */
+#else
+#define M2_NOINLINE
+#endif
+#if defined(__ARM_FEATURE_DSP)
+/* Cortex-M4 / M7 (ACLE intrinsics, compiler built-ins): SXTB16 / UXTB16 widen bytes 0, 2 (or 1, 3
+   after a rotation) of a word into two 16-bit lanes, SMLAD multiplies two lane pairs and adds both
+   products to a 32-bit accumulator. */
+#include <arm_acle.h>
+#include <string.h>
+
+static inline uint32_t m2_ld32(const void *p) /* LDR: v7-M allows unaligned word loads */
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline int32_t m2_sxtb16(uint32_t v)
+{
+    return __sxtb16((int32_t)v);
+}
+
+static inline int32_t m2_uxtb16(uint32_t v)
+{
+    return (int32_t)__uxtb16(v);
+}
+
+/* SXTB16 / UXTB16 of bytes 1 and 3: the instructions rotate their operand for free, which the
+   compiler does not fold from a C rotation (GCC 12), so say it directly. */
+static inline int32_t m2_sxtb16_hi(uint32_t v)
+{
+    int32_t r;
+    __asm("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+static inline int32_t m2_uxtb16_hi(uint32_t v)
+{
+    int32_t r;
+    __asm("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+
+/* Lanes (lo of a, lo of b) and (hi of a, hi of b): PKHBT / PKHTB. */
+static inline int32_t m2_pklo(int32_t a, int32_t b)
+{
+    return (int32_t)(((uint32_t)a & 0xFFFFu) | ((uint32_t)b << 16));
+}
+
+static inline int32_t m2_pkhi(int32_t a, int32_t b)
+{
+    return (int32_t)(((uint32_t)b & 0xFFFF0000u) | ((uint32_t)a >> 16));
+}
+
+/* Two SMLADs of one row: 8-bit weights v (4 of them) against column lanes c02 = (c0, c2), c13. */
+#define M2_MAC8(acc, wp)                                                                          \
+    do {                                                                                          \
+        const uint32_t v_ = m2_ld32(wp);                                                          \
+        acc = __smlad(c02, __sxtb16((int32_t)v_), __smlad(c13, m2_sxtb16_hi(v_), acc));             \
+    } while (0)
+
+/* Four column elements -> lanes (c0, c2), (c1, c3): a word (contiguous) or four bytes (strided). */
+#define M2_COL4(EXT, CT)                                                                          \
+    if (CONTIG) {                                                                                 \
+        const uint32_t c_ = m2_ld32(col + k);                                                     \
+        c02 = (int32_t)EXT(c_);                                                                   \
+        c13 = EXT##_hi(c_);                                                                       \
+    } else {                                                                                      \
+        const CT *p_ = (const CT *)col + k * cs;                                                  \
+        c02 = m2_pklo(p_[0], p_[2 * cs]);                                                         \
+        c13 = m2_pklo(p_[cs], p_[3 * cs]);                                                        \
+    }
+
+#define M2_DOT8_DSP(EXT, CT)                                                                      \
+    for (; k + 4 <= K; k += 4) {                                                                  \
+        int32_t c02, c13;                                                                         \
+        M2_COL4(EXT, CT)                                                                          \
+        M2_MAC8(a0, w0 + k);                                                                      \
+        M2_MAC8(a1, w1 + k);                                                                      \
+        M2_MAC8(a2, w2 + k);                                                                      \
+        M2_MAC8(a3, w3 + k);                                                                      \
+    }
+
+/* Contiguous columns: two rows a pass, eight elements an iteration; the twelve live values fit the
+   core's registers (four rows a pass spill, and cost more than reloading the column). */
+#define M2_PAIR8(EXT, aA, aB, wA, wB)                                                             \
+    for (k = 0; k + 8 <= K; k += 8) {                                                             \
+        const uint32_t c_ = m2_ld32(col + k), d_ = m2_ld32(col + k + 4);                          \
+        const int32_t c02 = EXT(c_), c13 = EXT##_hi(c_), d02 = EXT(d_), d13 = EXT##_hi(d_);       \
+        uint32_t v_;                                                                              \
+        v_ = m2_ld32(wA + k);                                                                     \
+        aA = __smlad(c02, __sxtb16((int32_t)v_), __smlad(c13, m2_sxtb16_hi(v_), aA));             \
+        v_ = m2_ld32(wB + k);                                                                     \
+        aB = __smlad(c02, __sxtb16((int32_t)v_), __smlad(c13, m2_sxtb16_hi(v_), aB));             \
+        v_ = m2_ld32(wA + k + 4);                                                                 \
+        aA = __smlad(d02, __sxtb16((int32_t)v_), __smlad(d13, m2_sxtb16_hi(v_), aA));             \
+        v_ = m2_ld32(wB + k + 4);                                                                 \
+        aB = __smlad(d02, __sxtb16((int32_t)v_), __smlad(d13, m2_sxtb16_hi(v_), aB));             \
+    }
+
+#define M2_DOT8_PAIRS(EXT)                                                                        \
+    do {                                                                                          \
+        M2_PAIR8(EXT, a0, a1, w0, w1)                                                             \
+        if (n > 2) {                                                                              \
+            M2_PAIR8(EXT, a2, a3, w2, w3)                                                         \
+        }                                                                                         \
+        k = K & ~7;                                                                               \
+    } while (0)
+
+/* The loop once per (contiguous?, signed?) case, so that no test is left inside it. */
+#define M2_DSP_CASES(LOOP)                                                                        \
+    if (cs == 1) {                                                                                \
+        enum { CONTIG = 1 };                                                                      \
+        if (sgn) {                                                                                \
+            LOOP(m2_sxtb16, int8_t)                                                                \
+        } else {                                                                                  \
+            LOOP(m2_uxtb16, uint8_t)                                                               \
+        }                                                                                         \
+    } else {                                                                                      \
+        enum { CONTIG = 0 };                                                                      \
+        if (sgn) {                                                                                \
+            LOOP(m2_sxtb16, int8_t)                                                                \
+        } else {                                                                                  \
+            LOOP(m2_uxtb16, uint8_t)                                                               \
+        }                                                                                         \
+    }
+
+/* 4-bit rows, 8 weights a word: each nibble moved to the top of a byte, so SXTB16 gives 16 x its
+   value (lanes (n0, n4), (n2, n6) from the even nibbles, (n1, n5), (n3, n7) from the odd); the
+   column lanes are paired to match, and the 16 x sums are divided back exactly at the end. */
+#define M2_MAC4(acc, wp)                                                                          \
+    do {                                                                                          \
+        const uint32_t v_ = m2_ld32(wp), e_ = (v_ << 4) & 0xF0F0F0F0u, o_ = v_ & 0xF0F0F0F0u;     \
+        acc = __smlad(c04, __sxtb16((int32_t)e_), acc);                                           \
+        acc = __smlad(c26, m2_sxtb16_hi(e_), acc);                                                \
+        acc = __smlad(c15, __sxtb16((int32_t)o_), acc);                                           \
+        acc = __smlad(c37, m2_sxtb16_hi(o_), acc);                                                \
+    } while (0)
+
+#define M2_DOT4_DSP(EXT, CT)                                                                      \
+    for (; k + 8 <= K; k += 8) {                                                                  \
+        int32_t c02, c13, c04, c26, c15, c37, d02, d13;                                           \
+        M2_COL4(EXT, CT)                                                                          \
+        d02 = c02;                                                                                \
+        d13 = c13;                                                                                \
+        k += 4;                                                                                   \
+        M2_COL4(EXT, CT)                                                                          \
+        k -= 4;                                                                                   \
+        c04 = m2_pklo(d02, c02);                                                                  \
+        c26 = m2_pkhi(d02, c02);                                                                  \
+        c15 = m2_pklo(d13, c13);                                                                  \
+        c37 = m2_pkhi(d13, c13);                                                                  \
+        M2_MAC4(a0, w0 + k / 2);                                                                  \
+        M2_MAC4(a1, w1 + k / 2);                                                                  \
+        M2_MAC4(a2, w2 + k / 2);                                                                  \
+        M2_MAC4(a3, w3 + k / 2);                                                                  \
+    }
+#endif
+
+#define M2_DOT8_TAIL(CT)                                                                          \
+    do {                                                                                          \
+        const CT *c_ = (const CT *)col;                                                           \
+        for (; k < K; ++k) {                                                                      \
+            const int32_t v = c_[k * cs];                                                         \
+            a0 += v * w0[k];                                                                      \
+            a1 += v * w1[k];                                                                      \
+            a2 += v * w2[k];                                                                      \
+            a3 += v * w3[k];                                                                      \
+        }                                                                                         \
+    } while (0)
+
+static M2_NOINLINE void m2_dot_8(const uint8_t *col, int32_t cs, int sgn, const int8_t *w, int32_t ws, int32_t K,
+                                 int n, int32_t acc[4])
+{
+    /* ws: bytes from one row to the next (K, or more for a slice of longer rows) */
+    const int8_t *w0 = w, *w1 = n > 1 ? w + ws : w, *w2 = n > 2 ? w + 2 * ws : w, *w3 = n > 3 ? w + 3 * ws : w;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, k = 0;
+#if defined(__ARM_FEATURE_DSP)
+    if (cs == 1) {
+        if (sgn)
+            M2_DOT8_PAIRS(m2_sxtb16);
+        else
+            M2_DOT8_PAIRS(m2_uxtb16);
+    } else {
+        M2_DSP_CASES(M2_DOT8_DSP)
+    }
+#endif
+    if (sgn)
+        M2_DOT8_TAIL(int8_t);
+    else
+        M2_DOT8_TAIL(uint8_t);
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* 4- and 2-bit rows that start on a byte (K * bits a multiple of 8): each weight byte is loaded once
+   and its fields sign-extended in registers, (f ^ s) - s with s the field's sign bit, instead of an
+   addressed m2_ld per weight. */
+#define M2_DOT_LOW(CT, BITS)                                                                      \
+    do {                                                                                          \
+        const CT *c = (const CT *)col + k * cs;                                                   \
+        const uint32_t m = (1u << BITS) - 1u, sb = 1u << (BITS - 1);                              \
+        for (kb = k / (8 / BITS); kb < KB; ++kb, c += (8 / BITS) * cs) {                          \
+            uint32_t b0 = w0[kb], b1 = w1[kb], b2 = w2[kb], b3 = w3[kb];                          \
+            for (f = 0; f < 8 / BITS; ++f) {                                                      \
+                const int32_t v = c[f * cs];                                                      \
+                a0 += v * ((int32_t)((b0 & m) ^ sb) - (int32_t)sb);                               \
+                a1 += v * ((int32_t)((b1 & m) ^ sb) - (int32_t)sb);                               \
+                a2 += v * ((int32_t)((b2 & m) ^ sb) - (int32_t)sb);                               \
+                a3 += v * ((int32_t)((b3 & m) ^ sb) - (int32_t)sb);                               \
+                b0 >>= BITS;                                                                      \
+                b1 >>= BITS;                                                                      \
+                b2 >>= BITS;                                                                      \
+                b3 >>= BITS;                                                                      \
+            }                                                                                     \
+        }                                                                                         \
+    } while (0)
+
+static M2_NOINLINE void m2_dot_low(const uint8_t *col, int32_t cs, int sgn, const uint8_t *w, int bits,
+                                   int32_t ws, int32_t K, int n, int32_t acc[4])
+{
+    /* ws: bytes from one row to the next; K * bits a multiple of 8 */
+    const int32_t KB = K * bits / 8;
+    const uint8_t *w0 = w, *w1 = n > 1 ? w + ws : w, *w2 = n > 2 ? w + 2 * ws : w, *w3 = n > 3 ? w + 3 * ws : w;
+    int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, kb, f, k = 0;
+    if (bits == 4) {
+#if defined(__ARM_FEATURE_DSP)
+        M2_DSP_CASES(M2_DOT4_DSP)
+        a0 /= 16; /* exact: every product was 16 x the weight's */
+        a1 /= 16;
+        a2 /= 16;
+        a3 /= 16;
+#endif
+        if (sgn)
+            M2_DOT_LOW(int8_t, 4);
+        else
+            M2_DOT_LOW(uint8_t, 4);
+    } else if (sgn) {
+        M2_DOT_LOW(int8_t, 2);
+    } else {
+        M2_DOT_LOW(uint8_t, 2);
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
 }
 
 /* Network input (int8 values on the input quantizer's grid) into its packed arena tensor. */
