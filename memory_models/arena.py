@@ -29,7 +29,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 
 from .arena_exact import EXACT_BUFFER_LIMIT, EXACT_NODE_LIMIT, exact_offsets
-from .arena_index import first_fit_indexed
+from .arena_index import first_fit_indexed, lowest_gap
 from .buffers import Buffers, lifetimes
 
 # Up to this many buffers, strategy 1 scans all placed buffers; above it, conflicts come from a sweep.
@@ -161,15 +161,7 @@ def _first_fit_scan(
     for b in seq:
         sz = size[b]
         start, stop = first[b], last[b]
-        off = 0
-        busy = [(o, e) for pf, pl, o, e in placed if pf <= stop and start <= pl]
-        if busy:
-            busy.sort()
-            for s, e in busy:
-                if off + sz <= s:
-                    break
-                if e > off:
-                    off = e
+        off = lowest_gap([(o, e) for pf, pl, o, e in placed if pf <= stop and start <= pl], sz)
         offset[b] = off
         end = off + sz
         if end > top:
@@ -201,15 +193,7 @@ def _first_fit(seq: list[int], size: list[int], adj: list[list[int]]) -> tuple[l
     top = 0
     for b in seq:
         sz = size[b]
-        off = 0
-        busy = [(offset[c], offset[c] + size[c]) for c in adj[b] if placed[c]]
-        if busy:
-            busy.sort()
-            for s, e in busy:
-                if off + sz <= s:
-                    break
-                if e > off:
-                    off = e
+        off = lowest_gap([(offset[c], offset[c] + size[c]) for c in adj[b] if placed[c]], sz)
         offset[b] = off
         placed[b] = True
         if off + sz > top:

@@ -17,6 +17,8 @@ buffer whose lowest fit lies wholly below o (no later placement can move it up t
 
 from __future__ import annotations
 
+from .arena_index import lowest_gap
+
 # Graphs up to this many (non-empty) buffers get the exact search when no heuristic reached the
 # lower bound; the search stops after this many nodes and keeps the best plan found.
 EXACT_BUFFER_LIMIT = 24
@@ -56,17 +58,7 @@ def exact_offsets(
     state = {"best": best, "plan": None, "nodes": 0}
 
     def fit(b: int) -> int:
-        sz = size[b]
-        busy = [(offset[c], offset[c] + size[c]) for c in adj[b] if offset[c] >= 0]
-        off = 0
-        if busy:
-            busy.sort()
-            for s, e in busy:
-                if off + sz <= s:
-                    break
-                if e > off:
-                    off = e
-        return off
+        return lowest_gap([(offset[c], offset[c] + size[c]) for c in adj[b] if offset[c] >= 0], size[b])
 
     def search(o_last: int, i_last: int, top: int) -> None:
         state["nodes"] += 1

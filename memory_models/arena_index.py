@@ -20,6 +20,17 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 
 
+def lowest_gap(busy: list[tuple[int, int]], size: int) -> int:
+    """The lowest offset where `size` bytes clear every (start, end) range in `busy` (sorted here)."""
+    off = 0
+    for s, e in sorted(busy):
+        if off + size <= s:
+            break
+        if e > off:
+            off = e
+    return off
+
+
 def _add(bounds: list[int], a: int, b: int) -> None:
     """Merge [a, b) into a sorted list of disjoint ranges [s0, e0, s1, e1, ...] (touching ranges
     merge too)."""

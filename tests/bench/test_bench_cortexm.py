@@ -31,9 +31,9 @@ SAMPLES = 16
 def _wide(wb: int):
     """A 1D model with >= 16 channels everywhere (the issue's targets are for such layers)."""
     from search_spaces.arch import Arch, Branch, Fusion, Head
-    from tests.unit.nas.test_codegen import _blk
+    from tests.fixtures.c_models import blk
 
-    blocks = [_blk("conv", 7, 32, 2, wb=wb), _blk("conv", 5, 32, 1, 2, wb=wb), _blk("dwsep", 3, 32, 1, wb=wb)]
+    blocks = [blk("conv", 7, 32, 2, wb=wb), blk("conv", 5, 32, 1, 2, wb=wb), blk("dwsep", 3, 32, 1, wb=wb)]
     return Arch(
         7,
         [Branch("acc", [3, 100], True, 8, blocks), Branch("gyro", [3, 100], False, 8, [])],
@@ -44,12 +44,12 @@ def _wide(wb: int):
 
 
 def _cases():
-    from tests.unit.nas.test_codegen import COVER_1D, COVER_2D, TRAINED_ARCH, _arch_1d, _arch_2d
+    from tests.fixtures.c_models import COVER_1D, COVER_2D, TRAINED_ARCH, arch_1d, arch_2d
 
     out = [("watch", f"wide-w{b}", _wide(b)) for b in (8, 4, 2)]
     out += [("watch", "trained-arch", TRAINED_ARCH.validate())]
-    out += [("watch", "-".join(map(str, c)), _arch_1d(*c)) for c in COVER_1D]
-    out += [("avdigits", "-".join(map(str, c)), _arch_2d(*c)) for c in COVER_2D]
+    out += [("watch", "-".join(map(str, c)), arch_1d(*c)) for c in COVER_1D]
+    out += [("avdigits", "-".join(map(str, c)), arch_2d(*c)) for c in COVER_2D]
     return out
 
 
@@ -57,7 +57,7 @@ def test_bench_instructions_per_mac(tmp_path):
     from nas.data import load_dataset
     from nas.export.c import write_c_model
     from nas.export.c.harness import write_inputs
-    from tests.unit.nas.test_codegen import _calibrated, _report
+    from tests.fixtures.c_models import c_report, calibrated
 
     data = {name: load_dataset(name, seed=0) for name in ("watch", "avdigits")}
     groups: dict = defaultdict(lambda: [0, 0, 0])  # (core, kind, wbits, xbits) -> [instructions, macs, ops]
@@ -69,8 +69,8 @@ def test_bench_instructions_per_mac(tmp_path):
         ds = data[ds_name]
         d = tmp_path / label
         d.mkdir()
-        model = _calibrated(arch, ds)
-        report = _report(arch)
+        model = calibrated(arch, ds)
+        report = c_report(arch)
         info = write_c_model(model, arch, report, ds, d)
         write_inputs(model, {m: v[:SAMPLES] for m, v in ds.test.x.items()}, d / "inputs.bin")
         m = cortexm.measure(d, d / "inputs.bin", arch.classes, info["steps"])

@@ -28,14 +28,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from memory_models import evaluate
-from memory_models.devices import get_device
 from memory_models.errors import InputError
 from nas.export.c import lower, write_c_model
 from nas.export.c.harness import compile_harness, run_harness, torch_int_logits, write_inputs
 from nas.export.c.packing import fixed_point, pack, unpack
 from search_spaces import graph, load_space, sample_random
-from tests.fixtures.c_models import TRAINED_ARCH, arch_1d, arch_2d, calibrated
+from tests.fixtures.c_models import COVER_1D, COVER_2D, TRAINED_ARCH, arch_1d, arch_2d, c_report, calibrated
 
 pytestmark = pytest.mark.skipif(
     shutil.which("gcc") is None and os.environ.get("CI") != "true",
@@ -45,22 +43,8 @@ pytestmark = pytest.mark.skipif(
 DEVICE = "stm32f446re"
 
 
-@pytest.fixture(scope="module")
-def watch():
-    from nas.data import load_dataset
-
-    return load_dataset("watch", seed=0)
-
-
-@pytest.fixture(scope="module")
-def avdigits():
-    from nas.data import load_dataset
-
-    return load_dataset("avdigits", seed=0)
-
-
 def _report(arch):
-    return evaluate(graph(arch), get_device(DEVICE))
+    return c_report(arch, DEVICE)
 
 
 @pytest.fixture(scope="module")
@@ -200,26 +184,6 @@ def _check_arch(arch, ds, tmp_path, n=128, seed=0):
     agree = float((c.argmax(1) == t.argmax(1)).mean())
     assert exact >= 0.95 and agree >= 0.95, (arch.summary(), exact, agree, np.abs(c - t).max())
     return report, info
-
-
-# (point, op, weight bits, act bits): every fusion point x operator, every bit-width somewhere.
-COVER_1D = [
-    ("late", "concat", 2, 4),
-    ("late", "add", 4, 8),
-    ("late", "gate", 8, 2),
-    ("late", "gate", 4, 4),
-    ("late", "lowrank", 2, 8),
-    ("intermediate", "concat", 8, 4),
-    ("intermediate", "add", 2, 2),
-    ("early", "concat", 4, 8),
-    ("early", "add", 8, 4),
-]
-COVER_2D = [
-    ("late", "gate", 4, 8),
-    ("late", "lowrank", 8, 4),
-    ("intermediate", "add", 2, 8),
-    ("intermediate", "concat", 4, 4),
-]
 
 
 @pytest.mark.parametrize("point,op,wb,ab", COVER_1D)

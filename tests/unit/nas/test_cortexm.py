@@ -21,25 +21,12 @@ import pytest
 
 from nas.export.c import cortexm, write_c_model
 from nas.export.c.harness import compile_harness, run_harness, torch_int_logits, write_inputs
+from tests.fixtures.c_models import COVER_1D, COVER_2D, TRAINED_ARCH, arch_1d, arch_2d, c_report, calibrated
 
 pytestmark = pytest.mark.skipif(
     cortexm.missing() is not None and os.environ.get("CI") != "true",
     reason=f"{cortexm.missing()} (required under CI=true)",
 )
-
-
-@pytest.fixture(scope="module")
-def watch():
-    from nas.data import load_dataset
-
-    return load_dataset("watch", seed=0)
-
-
-@pytest.fixture(scope="module")
-def avdigits():
-    from nas.data import load_dataset
-
-    return load_dataset("avdigits", seed=0)
 
 
 CALIBRATION = r"""
@@ -93,17 +80,10 @@ def test_kernel_sources_compile_for_the_cores(core, tmp_path):
     )
 
 
-def _calibrated(arch, ds, seed=0):
-    from tests.unit.nas.test_codegen import _calibrated
-
-    return _calibrated(arch, ds, seed)
-
-
 def _export(arch, ds, folder, n=None, seed=0):
-    from tests.unit.nas.test_codegen import _report
 
-    model = _calibrated(arch, ds, seed)
-    report = _report(arch)
+    model = calibrated(arch, ds, seed)
+    report = c_report(arch)
     info = write_c_model(model, arch, report, ds, folder)
     x = {m: v[:n] for m, v in ds.test.x.items()}
     write_inputs(model, x, folder / "inputs.bin")
@@ -131,7 +111,6 @@ def _check_on_core(core, arch, ds, folder, n=None, seed=0):
 
 def test_watch_model_on_the_m4_whole_test_split(watch, tmp_path):
     """The whole watch test split (1,014 windows) on the Cortex-M4: identical int8 logits."""
-    from tests.unit.nas.test_codegen import TRAINED_ARCH
 
     arch = TRAINED_ARCH.validate()
     run, report, exact = _check_on_core("m4", arch, watch, tmp_path)
@@ -146,9 +125,8 @@ def test_watch_model_on_the_m4_whole_test_split(watch, tmp_path):
 def test_avdigits_model_on_the_m7(avdigits, tmp_path):
     """An image + audio model (2D conv, depthwise, pointwise, gate fusion with its sigmoid LUT, 4-bit
     weights) on the Cortex-M7 over the first 64 test samples: identical int8 logits."""
-    from tests.unit.nas.test_codegen import _arch_2d
 
-    arch = _arch_2d("late", "gate", 4, 8)
+    arch = arch_2d("late", "gate", 4, 8)
     run, report, exact = _check_on_core("m7", arch, avdigits, tmp_path, n=64)
     print(
         f"\n[cortex-m7] {len(run.logits)} samples in {run.seconds:.1f} s: {run.per_inference:,.0f} instructions per "
@@ -158,7 +136,6 @@ def test_avdigits_model_on_the_m7(avdigits, tmp_path):
 
 
 def test_bss_is_the_planned_arena(watch, tmp_path):
-    from tests.unit.nas.test_codegen import TRAINED_ARCH
 
     arch = TRAINED_ARCH.validate()
     _, report, _, _ = _export(arch, watch, tmp_path, n=1)
@@ -170,9 +147,8 @@ def test_bss_is_the_planned_arena(watch, tmp_path):
 def test_profile_adds_up_to_the_inference(watch, tmp_path):
     """The profiling build's per-step counts sum to the plain build's count (plus the hooks' own
     instructions: a few per step)."""
-    from tests.unit.nas.test_codegen import _arch_1d
 
-    arch = _arch_1d("intermediate", "concat", 8, 4)
+    arch = arch_1d("intermediate", "concat", 8, 4)
     model, report, info, _ = _export(arch, watch, tmp_path, n=16)
     m = cortexm.measure(tmp_path, tmp_path / "inputs.bin", arch.classes, info["steps"], cores=("m4",))
     c = m["cores"]["m4"]
@@ -184,7 +160,6 @@ def test_profile_adds_up_to_the_inference(watch, tmp_path):
 
 
 def _cover_cases():
-    from tests.unit.nas.test_codegen import COVER_1D, COVER_2D
 
     return [("watch", c) for c in COVER_1D] + [("avdigits", c) for c in COVER_2D]
 
@@ -193,11 +168,10 @@ def _cover_cases():
 @pytest.mark.parametrize("core", ["m4", "m7"])
 @pytest.mark.parametrize("case", _cover_cases(), ids=lambda c: "-".join(map(str, (c[0], *c[1]))))
 def test_operator_coverage_on_both_cores(core, case, request, tmp_path):
-    from tests.unit.nas.test_codegen import _arch_1d, _arch_2d
 
     dataset, (point, op, wb, ab) = case
     ds = request.getfixturevalue(dataset)
-    arch = (_arch_1d if dataset == "watch" else _arch_2d)(point, op, wb, ab)
+    arch = (arch_1d if dataset == "watch" else arch_2d)(point, op, wb, ab)
     run, _, exact = _check_on_core(core, arch, ds, tmp_path, n=64)
     assert exact >= 0.95
     assert np.isfinite(run.per_inference)
@@ -213,11 +187,10 @@ def test_export_writes_golden_vectors_and_the_measured_cost(watch, tmp_path):
 
     from nas.export.trial import write_c
     from nas.report.model_card import _measured_lines
-    from tests.unit.nas.test_codegen import TRAINED_ARCH, _report
 
     arch = TRAINED_ARCH.validate()
-    model = _calibrated(arch, watch)
-    report = _report(arch)
+    model = calibrated(arch, watch)
+    report = c_report(arch)
     (tmp_path / "memory.json").write_text(json.dumps({"arena_bytes": report.arena_bytes}))
     result = SimpleNamespace(model=model, arch=arch, report=report, dataset=watch, out_dir=tmp_path, files=[])
     write_c(result)
