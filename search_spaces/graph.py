@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from memory_models.errors import InputError
 from memory_models.graph import Op, OpGraph, Tensor
+from memory_models.ops import OpKind
 
 from .arch import Arch, Block, align_window, layers_in_block
 
@@ -39,7 +40,7 @@ class _Builder:
         self.ops.append(
             Op(
                 name,
-                kind,
+                OpKind(kind),
                 (x,),
                 (y,),
                 weights=weights,
@@ -65,7 +66,7 @@ class _Builder:
         self.ops.append(
             Op(
                 name,
-                "linear",
+                OpKind.LINEAR,
                 (x,),
                 (y,),
                 weights=fin * fout,
@@ -80,7 +81,7 @@ class _Builder:
 
     def op(self, name, kind, inputs, shape, bits, **attrs):
         y = self.tensor(name, shape, bits)
-        self.ops.append(Op(name, kind, tuple(inputs), (y,), attrs=attrs))
+        self.ops.append(Op(name, OpKind(kind), tuple(inputs), (y,), attrs=attrs))
         return y
 
 
@@ -136,7 +137,9 @@ def _block(g: _Builder, prefix: str, module: str, x: str, blk: Block, where: str
             "none",
         )
         if blk.stride == 1 and cin == blk.channels:
-            y = g.op(f"{prefix}.add", "add", (y, x), g.tensors[y].shape, ab[i + 1], module=f"{module}.add_q")
+            y = g.op(
+                f"{prefix}.add", OpKind.ADD, (y, x), g.tensors[y].shape, ab[i + 1], module=f"{module}.add_q"
+            )
     if blk.pool > 1:
         c, *sp = g.tensors[y].shape
         if any(n < blk.pool for n in sp):
@@ -144,7 +147,7 @@ def _block(g: _Builder, prefix: str, module: str, x: str, blk: Block, where: str
         pooled = tuple(n // blk.pool for n in sp)
         y = g.op(
             f"{prefix}.pool",
-            f"maxpool{d}d",
+            OpKind(f"maxpool{d}d"),
             (y,),
             (c, *pooled),
             g.tensors[y].bits,
@@ -161,7 +164,7 @@ def _blocks(g: _Builder, prefix: str, module: str, x: str, blocks: list[Block], 
 
 
 def _global_pool(g: _Builder, name: str, module: str, x: str, bits: int) -> str:
-    return g.op(name, "global_avgpool", (x,), (g.tensors[x].shape[0],), bits, module=module)
+    return g.op(name, OpKind.GLOBAL_AVGPOOL, (x,), (g.tensors[x].shape[0],), bits, module=module)
 
 
 def graph(arch: Arch) -> OpGraph:
@@ -190,7 +193,7 @@ def graph(arch: Arch) -> OpGraph:
                 win = [align_window(n, t) for n, t in zip(sp, grid)]
                 y = g.op(
                     f"{b.modality}.align",
-                    f"avgpool{len(sp)}d",
+                    OpKind(f"avgpool{len(sp)}d"),
                     (y,),
                     (c, *grid),
                     g.tensors[y].bits,
@@ -225,7 +228,7 @@ def _fuse(g: _Builder, arch: Arch, feats: list[str]) -> str:
     rest = shape0[1:]
     if f.op == "concat":
         width = sum(g.tensors[y].shape[0] for y in feats)
-        return g.op("fusion.concat", "concat", feats, (width, *rest), f.act_bits, module="fusion.out_q")
+        return g.op("fusion.concat", OpKind.CONCAT, feats, (width, *rest), f.act_bits, module="fusion.out_q")
     if f.op == "add":
         projected = []
         for b, y in zip(used, feats):
@@ -257,7 +260,7 @@ def _fuse(g: _Builder, arch: Arch, feats: list[str]) -> str:
             projected.append(p)
         return g.op(
             "fusion.add",
-            "add",
+            OpKind.ADD,
             projected,
             (f.channels, *rest),
             f.act_bits,
@@ -278,7 +281,7 @@ def _fuse(g: _Builder, arch: Arch, feats: list[str]) -> str:
             for b, y in zip(used, feats)
         ]
         width = sum(g.tensors[y].shape[0] for y in feats)
-        cat = g.op("fusion.concat", "concat", feats, (width,), f.act_bits, module="fusion.cat_q")
+        cat = g.op("fusion.concat", OpKind.CONCAT, feats, (width,), f.act_bits, module="fusion.cat_q")
         ms = []
         for b, hh in zip(used, hs):
             gate = g.linear(
@@ -293,14 +296,14 @@ def _fuse(g: _Builder, arch: Arch, feats: list[str]) -> str:
             ms.append(
                 g.op(
                     f"fusion.mul.{b.modality}",
-                    "mul",
+                    OpKind.MUL,
                     (hh, gate),
                     (f.channels,),
                     f.act_bits,
                     module=f"fusion.mul_q.{b.modality}",
                 )
             )
-        return g.op("fusion.add", "add", ms, (f.channels,), f.act_bits, module="fusion.out_q")
+        return g.op("fusion.add", OpKind.ADD, ms, (f.channels,), f.act_bits, module="fusion.out_q")
     # lowrank: per-modality projections to rank x channels, their elementwise product, mean over rank
     width = f.channels * f.rank
     ps = [
@@ -315,6 +318,8 @@ def _fuse(g: _Builder, arch: Arch, feats: list[str]) -> str:
         )
         for b, y in zip(used, feats)
     ]
-    prod = g.op("fusion.mul", "mul", ps, (width,), f.act_bits, module="fusion.mul_q")
-    grid = g.op("fusion.rank", "reshape", (prod,), (f.channels, f.rank), f.act_bits)
-    return g.op("fusion.sum", "global_avgpool", (grid,), (f.channels,), f.act_bits, module="fusion.out_q")
+    prod = g.op("fusion.mul", OpKind.MUL, ps, (width,), f.act_bits, module="fusion.mul_q")
+    grid = g.op("fusion.rank", OpKind.RESHAPE, (prod,), (f.channels, f.rank), f.act_bits)
+    return g.op(
+        "fusion.sum", OpKind.GLOBAL_AVGPOOL, (grid,), (f.channels,), f.act_bits, module="fusion.out_q"
+    )

@@ -34,7 +34,9 @@ import numpy as np
 from memory_models import MemoryReport, evaluate
 from memory_models.errors import InputError
 
+from .onnx import export_qcdq
 from .parity import AS_WRITTEN, INTEGER_RUNTIME, ExportCheckFailed, compare, require
+from .qonnx import export_qonnx_file
 
 PROFILE_SAMPLES = 64  # test samples of the per-op profiling run on each emulated core
 
@@ -176,55 +178,6 @@ def _torch_logits(model, xs: list[np.ndarray]) -> np.ndarray:
 
     with torch.no_grad():
         return model(dict(zip(model.modalities, map(torch.from_numpy, xs)))).numpy()
-
-
-def export_qcdq(model, path: Path, example: list[np.ndarray]) -> None:
-    import torch
-    from brevitas.export import export_onnx_qcdq
-
-    from search_spaces.builder import Positional
-
-    names = list(model.modalities)
-    axes = {n: {0: "batch"} for n in [*names, "logits"]}
-    export_onnx_qcdq(
-        Positional(model).eval(),
-        args=tuple(torch.from_numpy(a) for a in example),
-        export_path=str(path),
-        input_names=names,
-        output_names=["logits"],
-        dynamic_axes=axes,
-        dynamo=False,
-    )
-
-
-def export_qonnx_file(model, path: Path, example: list[np.ndarray]) -> None:
-    """QONNX export at batch size 1 (what FINN expects), cleaned up with qonnx; inputs keep the modality
-    names and the output is `logits`."""
-    import torch
-    from brevitas.export import export_qonnx
-    from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.util.cleanup import cleanup_model
-
-    from search_spaces.builder import Positional
-
-    names = list(model.modalities)
-    with tempfile.TemporaryDirectory() as tmp:
-        raw = Path(tmp) / "raw.onnx"
-        export_qonnx(
-            Positional(model).eval(),
-            args=tuple(torch.from_numpy(a[:1]) for a in example),
-            export_path=str(raw),
-            input_names=names,
-            output_names=["logits"],
-            dynamo=False,
-        )
-        mw = cleanup_model(ModelWrapper(str(raw)))
-    for inp, name in zip(list(mw.graph.input), names):
-        if inp.name != name:
-            mw.rename_tensor(inp.name, name)
-    if mw.graph.output[0].name != "logits":
-        mw.rename_tensor(mw.graph.output[0].name, "logits")
-    mw.save(str(path))
 
 
 def output_lsb(model) -> float:
