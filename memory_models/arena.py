@@ -221,9 +221,9 @@ def _two_sided(seq: list[int], size: list[int], adj: list[list[int]], height: in
         if up:
             off = _highest_fit(busy, sz, height)
             if off is None:
-                off, up = _lowest_fit(busy, sz), False
+                off, up = lowest_gap(busy, sz), False
         else:
-            off = _lowest_fit(busy, sz)
+            off = lowest_gap(busy, sz)
             if off + sz > height:
                 high = _highest_fit(busy, sz, height)
                 if high is not None:
@@ -234,16 +234,6 @@ def _two_sided(seq: list[int], size: list[int], adj: list[list[int]], height: in
         if off + sz > top:
             top = off + sz
     return offset, top
-
-
-def _lowest_fit(busy: list[tuple[int, int]], sz: int) -> int:
-    off = 0
-    for s, e in sorted(busy):
-        if off + sz <= s:
-            break
-        if e > off:
-            off = e
-    return off
 
 
 def _highest_fit(busy: list[tuple[int, int]], sz: int, height: int) -> int | None:
