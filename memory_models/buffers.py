@@ -189,7 +189,7 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
         op_preds.append(preds)
 
     pinned = [False] * len(names)
-    for name in graph.outputs:
+    for name in (*graph.outputs, *graph.state):  # state lives from step 0 (an input) to the end
         pinned[info[name][0]] = True
     return Buffers(
         names=names,

@@ -75,6 +75,9 @@ class OpGraph:
     name: str = "graph"
     # Which modality feeds which graph input; carried for reports, not used by the analysis.
     meta: dict[str, Any] = field(default_factory=dict)
+    # Persistent state (TFLite's variable tensors: an RNN's or SVDF's memory): graph inputs whose bytes
+    # live for the whole inference and across inferences, so the planner never reuses them.
+    state: list[str] = field(default_factory=list)
 
     # ---- derived figures ---------------------------------------------------------------------
     @property
@@ -158,6 +161,9 @@ class OpGraph:
                     raise InputError(
                         f"{where}: a {op.kind} must map one tensor to one of the same size and bits"
                     )
+        for i, name in enumerate(self.state):
+            if name not in self.inputs:
+                raise InputError(f"{source}: state[{i}]: {name!r} is not a graph input")
         read = {name for op in self.ops for name in op.inputs}
         for i, name in enumerate(self.inputs):
             if name not in read:
@@ -203,6 +209,8 @@ class OpGraph:
         }
         if self.meta:
             out["meta"] = self.meta
+        if self.state:
+            out["state"] = list(self.state)
         return out
 
     def to_json(self, indent: int | None = 1) -> str:
@@ -263,6 +271,7 @@ class OpGraph:
             list(d["outputs"]),
             d.get("name", "graph"),
             dict(d.get("meta", {})),
+            list(d.get("state", [])),
         )
         return graph.validate(source)
 

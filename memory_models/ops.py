@@ -40,6 +40,7 @@ class OpKind(StrEnum):
     RESIZE = "resize"
     TRANSPOSE = "transpose"  # a copy into its own buffer (NHWC <-> NCHW at the edges of converted models)
     PAD = "pad"  # a copy into a larger buffer (explicit padding before a convolution)
+    SLICE = "slice"  # a copy of a strided part of the input (TFLite's STRIDED_SLICE / SLICE)
 
 
 def _group(*kinds: OpKind) -> frozenset[str]:
@@ -63,7 +64,7 @@ class GroupOp:
     ELEMENTWISE = _group(K.ADD, K.MUL, K.ACTIVATION)
     # Views: the output is the input's bytes under another shape, so they share one buffer.
     ALIAS = _group(K.FLATTEN, K.RESHAPE)
-    OTHER = _group(K.CONCAT, K.RESIZE, K.TRANSPOSE, K.PAD)
+    OTHER = _group(K.CONCAT, K.RESIZE, K.TRANSPOSE, K.PAD, K.SLICE)
     ALL = WEIGHTED | POOL | ELEMENTWISE | ALIAS | OTHER
     # Joins: one requantization pair per input.
     JOIN = _group(K.ADD, K.MUL, K.CONCAT)
@@ -71,7 +72,10 @@ class GroupOp:
     RESCALE = _group(K.AVGPOOL1D, K.AVGPOOL2D, K.GLOBAL_AVGPOOL, K.RESIZE, K.ACTIVATION)
     # Ops whose output keeps the input's quantization grid, so its bit-width.
     BITS_PRESERVING = (
-        _group(K.MAXPOOL1D, K.MAXPOOL2D, K.GLOBAL_MAXPOOL, K.CONCAT, K.RESIZE, K.TRANSPOSE, K.PAD) | ALIAS
+        _group(
+            K.MAXPOOL1D, K.MAXPOOL2D, K.GLOBAL_MAXPOOL, K.CONCAT, K.RESIZE, K.TRANSPOSE, K.PAD, K.SLICE
+        )
+        | ALIAS
     )
     # What the C code generator has kernels for.
     C_SUPPORTED = (
