@@ -12,7 +12,7 @@ import tomllib
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,6 +20,9 @@ from .errors import FieldError, InputError, read_user_text
 
 BIT_CLASSES = ("2", "4", "8")
 TARGET_KEYS = ("weights", "activations", "code")
+# Runtime profiles a device (`[runtime] profile`) or a target (`runtime=tflm`) can select: how the
+# arena is planned and what the runtime keeps besides it (memory_models.tflm for TFLite Micro).
+RUNTIME_PROFILES = ("m2nas-c", "tflm")
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
@@ -61,6 +64,11 @@ class Runtime(_Strict):
         0, description="output columns buffered by the conv kernel's im2col"
     )
     im2col_element_bytes: PositiveInt = 1
+    profile: Literal["m2nas-c", "tflm"] = Field(
+        "m2nas-c",
+        description="m2nas-c: m2nas's C runtime and arena plan; tflm: TFLite Micro's planner and persistent part",
+    )
+    pointer_bytes: Literal[4, 8] = Field(4, description="pointer width of the build (TFLM's record sizes)")
 
     @field_validator("tensor_alignment")
     @classmethod
@@ -141,9 +149,17 @@ def parse_target(target: Any, device: Device, where: str = "target") -> dict[str
         target = parse_target_text(target, where)
     if not isinstance(target, dict) or not target:
         raise InputError(f'{where}: expected a table like {{ weights = "flash", activations = "sram" }}')
-    unknown = [k for k in target if k not in TARGET_KEYS + ("all",)]
+    unknown = [k for k in target if k not in TARGET_KEYS + ("all", "runtime")]
     if unknown:
-        raise InputError(f"{where}: unknown key {unknown[0]!r} (use all, weights, activations, code)")
+        raise InputError(
+            f"{where}: unknown key {unknown[0]!r} (use all, weights, activations, code, runtime)"
+        )
+    target = dict(target)
+    runtime = target.pop("runtime", None)
+    if runtime is not None and runtime not in RUNTIME_PROFILES:
+        raise InputError(
+            f"{where}.runtime: {runtime!r} is not a runtime profile (use {', '.join(RUNTIME_PROFILES)})"
+        )
     names = [lv.name for lv in device.levels]
     for key, value in target.items():
         if value not in names:
@@ -160,6 +176,8 @@ def parse_target(target: Any, device: Device, where: str = "target") -> dict[str
     act = placement["activations"]
     if not next(lv for lv in device.levels if lv.name == act).writable:
         raise InputError(f"{where}.activations: level {act!r} of {device.name} is read-only at run time")
+    if runtime is not None:
+        placement["runtime"] = runtime
     return placement
 
 

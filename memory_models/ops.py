@@ -72,9 +72,7 @@ class GroupOp:
     RESCALE = _group(K.AVGPOOL1D, K.AVGPOOL2D, K.GLOBAL_AVGPOOL, K.RESIZE, K.ACTIVATION)
     # Ops whose output keeps the input's quantization grid, so its bit-width.
     BITS_PRESERVING = (
-        _group(
-            K.MAXPOOL1D, K.MAXPOOL2D, K.GLOBAL_MAXPOOL, K.CONCAT, K.RESIZE, K.TRANSPOSE, K.PAD, K.SLICE
-        )
+        _group(K.MAXPOOL1D, K.MAXPOOL2D, K.GLOBAL_MAXPOOL, K.CONCAT, K.RESIZE, K.TRANSPOSE, K.PAD, K.SLICE)
         | ALIAS
     )
     # What the C code generator has kernels for.

@@ -22,6 +22,7 @@ from .devices import Device, parse_target
 from .flash import FlashBreakdown, flash_breakdown
 from .graph import OpGraph
 from .schedule import Schedule, best_schedule, peak_of_order
+from .tflm import TflmArena, TflmSizes, tflm_arena
 
 
 @dataclass(slots=True)
@@ -69,6 +70,37 @@ class MemoryReport:
     buffers: Buffers = field(repr=False)
     schedule_: Schedule = field(repr=False)
     plan: ArenaPlan = field(repr=False)
+    # The runtime profile the fit is checked for, and TFLite Micro's arena (computed on first use).
+    runtime: str = "m2nas-c"
+    pointer_bytes: int = 4
+    tflm_: TflmArena | None = field(default=None, repr=False)
+
+    @property
+    def tflm(self) -> TflmArena:
+        """TFLite Micro's head + tail for this graph, run in its listed order."""
+        if self.tflm_ is None:
+            sizes = TflmSizes.host64() if self.pointer_bytes == 8 else TflmSizes.cortex_m()
+            self.tflm_ = tflm_arena(self.graph, sizes)
+        return self.tflm_
+
+    def runtimes(self) -> dict[str, dict[str, int]]:
+        """SRAM each runtime needs for this model: m2nas-c (its arena plan + runtime RAM) and TFLM
+        (its whole arena, planned buffers and persistent part, + the same runtime RAM)."""
+        t = self.tflm
+        return {
+            "m2nas-c": {
+                "sram_bytes": self.arena_bytes + self.runtime_ram_bytes,
+                "arena_bytes": self.arena_bytes,
+                "runtime_ram_bytes": self.runtime_ram_bytes,
+            },
+            "tflm": {
+                "sram_bytes": t.arena_bytes + self.runtime_ram_bytes,
+                "arena_bytes": t.arena_bytes,
+                "head_bytes": t.head_bytes,
+                "tail_bytes": t.tail_bytes,
+                "runtime_ram_bytes": self.runtime_ram_bytes,
+            },
+        }
 
     @property
     def fits(self) -> bool:
@@ -80,7 +112,10 @@ class MemoryReport:
 
     @property
     def sram_bytes(self) -> int:
-        """What the activations' level must hold at run time: the arena plus the runtime's own RAM."""
+        """What the activations' level must hold at run time: the arena (TFLM's whole arena under the
+        tflm profile) plus the runtime's own RAM."""
+        if self.runtime == "tflm":
+            return self.tflm.arena_bytes + self.runtime_ram_bytes
         return self.arena_bytes + self.runtime_ram_bytes
 
     @property
@@ -158,6 +193,9 @@ class MemoryReport:
         }
         if detail:
             d["arena"] = self.arena_table()
+            d["runtime"] = self.runtime
+            d["runtimes"] = self.runtimes()
+            d["tflm"] = self.tflm.to_dict()
         return d
 
 
@@ -168,10 +206,17 @@ def evaluate(graph: OpGraph, device: Device, target: dict[str, str] | str | None
     sched = best_schedule(bufs)
     plan = plan_arena(bufs, sched.order, sched.peak)
     flash = flash_breakdown(bufs, runtime)
+    profile = placement.get("runtime", runtime.profile)
+    tflm = (
+        tflm_arena(graph, TflmSizes.host64() if runtime.pointer_bytes == 8 else TflmSizes.cortex_m())
+        if profile == "tflm"
+        else None
+    )
+    arena = tflm.arena_bytes if tflm is not None else plan.arena_bytes
 
     parts = {
         "weights": flash.model_bytes,
-        "activations": plan.arena_bytes + runtime.ram_bytes,
+        "activations": arena + runtime.ram_bytes,
         "code": flash.code_bytes,
     }
     levels = []
@@ -196,4 +241,7 @@ def evaluate(graph: OpGraph, device: Device, target: dict[str, str] | str | None
         buffers=bufs,
         schedule_=sched,
         plan=plan,
+        runtime=profile,
+        pointer_bytes=runtime.pointer_bytes,
+        tflm_=tflm,
     )

@@ -181,6 +181,7 @@ class _Reader:
             "source": "tflite",
             "modalities": {name_of(i): list(_per_sample(shape[i])) for i in inputs if i in used_tensors},
             "tflite_tensors": n,
+            "tflite_index": {name_of(i): i for i in sorted(used_tensors)},
         }
         graph = OpGraph(
             table,
@@ -252,11 +253,17 @@ class _Reader:
             kind = OpKind.ACTIVATION
             attrs["function"] = _ACTIVATIONS[kind_name]
             if consts:  # PRELU's slopes
-                kw = {"weights": sum(math.prod(shape[c] or (1,)) for c in consts), "weight_bits": bits[consts[0]]}
+                kw = {
+                    "weights": sum(math.prod(shape[c] or (1,)) for c in consts),
+                    "weight_bits": bits[consts[0]],
+                }
         else:
             kind = _SIMPLE[kind_name]
             if kind in (OpKind.ADD, OpKind.MUL) and consts:  # a constant operand is a weight in flash
-                kw = {"weights": sum(math.prod(shape[c] or (1,)) for c in consts), "weight_bits": bits[consts[0]]}
+                kw = {
+                    "weights": sum(math.prod(shape[c] or (1,)) for c in consts),
+                    "weight_bits": bits[consts[0]],
+                }
             if kind in (OpKind.MAXPOOL2D, OpKind.AVGPOOL2D) and opts is not None:
                 o = tfl.Pool2DOptions()
                 o.Init(opts.Bytes, opts.Pos)

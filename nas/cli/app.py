@@ -91,12 +91,15 @@ def devices(devices: DevicesOpt = None, json_out: JsonOpt = False) -> None:
 
 @app.command()
 def memory(
-    model: Annotated[Path, typer.Argument(help="OpGraph JSON, Arch JSON or ONNX model.")],
+    model: Annotated[Path, typer.Argument(help="OpGraph JSON, Arch JSON, ONNX or TFLite model.")],
     device: Annotated[str, typer.Option("--device", "-d", help="Device name (see `m2nas devices`).")],
     target: Annotated[
         str | None,
         typer.Option(
-            "--target", "-t", help="Placement, e.g. 'weights=flash,activations=sram' or 'all=cluster_L1'."
+            "--target",
+            "-t",
+            help="Placement, e.g. 'weights=flash,activations=sram' or 'all=cluster_L1'; "
+            "add 'runtime=tflm' to check the fit for TFLite Micro.",
         ),
     ] = None,
     devices: DevicesOpt = None,
@@ -438,6 +441,14 @@ def print_report(report) -> None:
         "arena (planned)",
         f"{report.arena_bytes:,} B",
         f"+ runtime RAM {report.runtime_ram_bytes:,} B = {report.sram_bytes:,} B",
+    )
+    rt = report.runtimes()
+    mc, tf = rt["m2nas-c"], rt["tflm"]
+    t.add_row(
+        f"runtimes (fit: {report.runtime})",
+        f"TFLM {tf['sram_bytes']:,} B",
+        f"arena {tf['arena_bytes']:,} = planned {tf['head_bytes']:,} + persistent {tf['tail_bytes']:,}; "
+        f"m2nas-c needs {mc['sram_bytes']:,} B",
     )
     for lv in report.levels:
         if lv.holds:

@@ -18,6 +18,10 @@ def load_graph(path: str | Path) -> OpGraph:
         from memory_models.onnx_import import graph_from_onnx
 
         return graph_from_onnx(path)
+    if path.suffix == ".tflite":
+        from memory_models.tflite_import import graph_from_tflite
+
+        return graph_from_tflite(path)
     try:
         data = json.loads(read_user_text(path, "an OpGraph or Arch JSON file"))
     except json.JSONDecodeError as e:
@@ -35,5 +39,5 @@ def load_graph(path: str | Path) -> OpGraph:
     except DOCUMENT_ERRORS as e:
         raise InputError(f"{path}: not a valid {fmt} document ({type(e).__name__}: {e})") from None
     raise InputError(
-        f"{path}: format: expected 'm2nas.opgraph' or 'm2nas.arch' JSON (or an .onnx file), got {fmt!r}"
+        f"{path}: format: expected 'm2nas.opgraph' or 'm2nas.arch' JSON (or an .onnx / .tflite file), got {fmt!r}"
     )
