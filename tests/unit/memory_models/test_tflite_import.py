@@ -7,6 +7,7 @@ Every figure is worked out by hand in the comments: weights, peak SRAM, op count
 from __future__ import annotations
 
 import json
+from importlib import resources
 
 import pytest
 from hypothesis import given, settings
@@ -191,11 +192,7 @@ def test_target_or_device_selects_tflm(cnn, tmp_path):
     assert r.level("sram").used_bytes == r.sram_bytes
     assert r.tflm.sizes == "tflm-cortex-m"  # a 32-bit MCU build
     # a device file can make TFLM its runtime (and say its build's pointer width)
-    text = (
-        __import__("importlib.resources").resources.files("memory_models")
-        .joinpath("devices/stm32f446re.toml")
-        .read_text()
-    )
+    text = resources.files("memory_models").joinpath("devices/stm32f446re.toml").read_text()
     text = text.replace('name = "m2nas-c"', 'name = "tflm"\nprofile = "tflm"\npointer_bytes = 8')
     text = text.replace('name = "stm32f446re"', 'name = "f446-tflm"').replace("aliases = [", "aliases = [] #")
     p = tmp_path / "d.toml"
