@@ -192,9 +192,11 @@ def search(
         c = result["counts"]
         out().print(
             f"{'interrupted' if result['interrupted'] else 'done'} ({result['stopped']}) in {result['seconds']:.0f} s: "
-            f"{c['trained']} trained, {c['stopped_early']} stopped early, {c['rejected']} rejected before training, "
-            f"{c['failed']} failed. Run `m2nas status {study_file}` for the fronts."
+            f"{counts_text(c)}. Run `m2nas status {study_file}` for the fronts."
         )
+        metric = study.cfg.objectives.metric
+        for dev, f in result.get("final", {}).items():
+            out().print(final_text(dev, metric, f), markup=False, soft_wrap=True)
     if result["interrupted"]:
         raise typer.Exit(130)
     if result["stopped"] == "failures":
@@ -260,8 +262,7 @@ def status(
         return
     c = st["counts"]
     out().print(
-        f"[bold]{st['study']}[/bold]: {c['trained']} trained, {c['stopped_early']} stopped early, "
-        f"{c['rejected']} rejected before training, {c['failed']} failed, {c['running']} running; "
+        f"[bold]{st['study']}[/bold]: {counts_text(c)}, {c['running']} running; "
         f"feasible fraction {c['feasible_fraction']:.0%}"
     )
     for dev, rows in st["fronts"].items():
@@ -270,6 +271,29 @@ def status(
             _front_table(title, st["metric"], rows)
         else:
             _front_lines(title, st["metric"], rows)
+        if dev in st["final"]:
+            out().print(
+                final_text(dev, st["metric"].removeprefix("val_"), st["final"][dev]),
+                markup=False,
+                soft_wrap=True,
+            )
+
+
+def counts_text(c: dict) -> str:
+    """The candidate counts in words (search's last line, `status`): one wording everywhere."""
+    return (
+        f"{c['trained']} trained, {c['stopped_early']} stopped early, {c.get('no_signal', 0)} without signal "
+        f"(not above chance), {c['rejected']} rejected before training, {c['failed']} failed"
+    )
+
+
+def final_text(device: str, metric: str, f: dict) -> str:
+    single = f["single_run"].get("test")
+    return (
+        f"final on {device}: trial {f['trial']} (best mean validation {metric} {f['val_mean']:.4f} of "
+        f"{len(f['candidates'])} finalist(s)), test {metric} {f['test_mean']:.4f} ± {f['test_std']:.4f} over "
+        f"{len(f['seeds'])} seeds" + ("" if single is None else f"; the search's single run: {single:.4f}")
+    )
 
 
 _FRONT_COLS = ("trial", "{metric}", "flash B", "SRAM B", "latency ms (est.)")
@@ -328,6 +352,12 @@ def train(
     weights_out: Annotated[
         Path | None, typer.Option("--weights-out", help="Save the state_dict here.")
     ] = None,
+    min_steps: Annotated[
+        int | None,
+        typer.Option(
+            "--min-steps", min=0, help="Floor on optimizer steps (raises the epochs); default as a study's."
+        ),
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Train one arch with quantization-aware training (and distillation) and print its validation metrics."""
@@ -347,6 +377,7 @@ def train(
         device,
         threads,
         weights_out=weights_out,
+        min_steps=min_steps,
     )
 
 

@@ -56,7 +56,7 @@ def export_command(
         )
     trials = ostudy.get_trials(deepcopy=False)
     devices = list(study.devices) if all_devices else [device]
-    missing = [d for d in devices if pick_trial(study, trials, d) is None]
+    missing = [d for d in devices if pick_trial(study, trials, d, ostudy) is None]
     if len(missing) == len(devices):
         if len(devices) == 1:
             raise InputError(no_fit_message(study, trials, devices[0]))
@@ -70,7 +70,7 @@ def export_command(
             continue
         target = default_out_dir(study, d, out_dir, all_devices)
         try:
-            r = export_trial(study, d, target, finetune_epochs, trials=trials, c_code=c_code)
+            r = export_trial(study, d, target, finetune_epochs, trials=trials, ostudy=ostudy, c_code=c_code)
         except ExportCheckFailed as e:
             err().print(f"m2nas: error: export check failed: {e}", markup=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -85,6 +85,15 @@ def export_command(
             markup=False,
             soft_wrap=True,
         )
+        if r.final:
+            f = r.final
+            out().print(
+                f"  final stage: test {metric} {f['test_mean']:.4f} ± {f['test_std']:.4f} over "
+                f"{len(f['seeds'])} seeds (the search's single run: {f['single_run'].get('test', float('nan')):.4f}); "
+                f"exported the run with the best validation {metric}",
+                markup=False,
+                soft_wrap=True,
+            )
         m = r.measured
         if m and m.get("available"):
             for c in m["cores"].values():

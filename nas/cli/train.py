@@ -66,6 +66,7 @@ def train_command(
     cache_dir: Path | None = None,
     weights_out: Path | None = None,
     max_train_samples: int | None = None,
+    min_steps: int | None = None,
 ) -> None:
     """Train the arch in `arch_path` on `dataset` and print its validation metrics.
 
@@ -102,15 +103,16 @@ def train_command(
             "val_metrics": teacher.val_metrics,
         }
 
-    cfg = Training(distill=not no_distill, max_train_samples=max_train_samples).train_config(
+    floor = {} if min_steps is None else {"min_steps": min_steps}
+    cfg = Training(distill=not no_distill, max_train_samples=max_train_samples, **floor).train_config(
         epochs=epochs or DEFAULT_EPOCHS, metric="accuracy", seed=seed, device=device, threads=threads
     )
 
+    planned = cfg.planned_epochs(len(ds.train))
+
     def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
         if progress:
-            progress(
-                f"epoch {epoch}/{cfg.epochs}: val " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items())
-            )
+            progress(f"epoch {epoch}/{planned}: val " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
         return False
 
     try:

@@ -7,7 +7,9 @@
 [objectives]   metric to maximize, memory/latency figures to minimize
 [budget]       trained candidates, timeout, epochs per candidate
 [training]     QAT and distillation settings; [teacher] its own
-[early_stopping] the multi-objective early-stopping rule
+[early_stopping] which candidates get the full budget (multi-objective successive halving)
+[final]        retraining of each device's best candidates with several seeds
+[[seed_archs]] architectures evaluated first (files, or the seed paper's family)
 """
 
 from __future__ import annotations
@@ -136,11 +138,32 @@ class Budget(_Table):
     max_failures: Annotated[int, Field(ge=1)] = 3
 
 
+class Augment(_Table):
+    """Training-time augmentation (see nas/train/augment.py); amounts in channel standard deviations
+    (jitter), factors (scale), fractions of an axis (shift) and the Beta parameter (mixup)."""
+
+    # Defaults measured with the fixed late-fusion student, 12 epochs, 3 seeds (README, "Training
+    # that ranks"): jitter + scale + shift raised watch's test accuracy and lowered avdigits' (its
+    # 8x8 digit images do not survive a shift), so they apply to 1-D signals only; mixup lowered
+    # avdigits by 4 points and is off.
+    jitter: Annotated[float, Field(ge=0)] = 0.03
+    scale: Annotated[float, Field(ge=0)] = 0.1
+    shift: Annotated[float, Field(ge=0, le=0.5)] = 0.1
+    mixup: Annotated[float, Field(ge=0)] = 0.0
+    apply_to: list[Literal["signals", "images"]] = Field(default_factory=lambda: ["signals"])
+
+
 class Training(_Table):
     batch_size: Annotated[int, Field(ge=1)] = 64
     lr: Annotated[float, Field(gt=0)] = 3e-3
     weight_decay: Annotated[float, Field(ge=0)] = 1e-4
     patience: Annotated[int, Field(ge=1)] = 4
+    # Defaults measured on watch and avdigits (issue 14): see README, "Training that ranks".
+    patience_on: Literal["loss", "metric"] = "loss"
+    min_epochs: Annotated[int, Field(ge=1)] = 4
+    min_steps: Annotated[int, Field(ge=0)] = 300
+    warmup: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    augment: Augment = Field(default_factory=Augment)
     distill: bool = True
     temperature: Annotated[float, Field(gt=0)] = 4.0
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.7
@@ -170,10 +193,40 @@ class Teacher(_Table):
 
 
 class EarlyStopping(_Table):
+    """Which candidates get the full epoch budget. `asha`: successive halving over the rungs `at`,
+    keeping the best 1/eta of the candidates seen at a rung by Pareto rank on some device
+    (nas/engine/promotion.py); `threshold`: stop a candidate `margin` below the best finished
+    candidate of no more memory at the same epoch (nas/engine/early_stop.py)."""
+
     enabled: bool = True
+    rule: Literal["asha", "threshold"] = "asha"
     at: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.3, 0.6])
+    eta: Annotated[float, Field(gt=1)] = 3.0
     margin: Annotated[float, Field(ge=0)] = 0.02
     min_finished: Annotated[int, Field(ge=1)] = 3
+
+
+class Final(_Table):
+    """The final stage: the `top_k` best (by validation) members of each device's front are
+    retrained at the full budget with `seeds` seeds; export picks by the mean validation metric."""
+
+    enabled: bool = True
+    top_k: Annotated[int, Field(ge=1)] = 3
+    seeds: Annotated[int, Field(ge=1)] = 3
+
+
+class SeedArch(_Table):
+    """An architecture evaluated before the sampler's own: an Arch JSON file (relative to the study
+    file) or a named family scaled to the study's devices (`tinym2net`: the seed paper's design)."""
+
+    file: str | None = None
+    family: Literal["tinym2net"] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SeedArch:
+        if (self.file is None) == (self.family is None):
+            raise ValueError("give exactly one of file or family")
+        return self
 
 
 class StudyFile(_Table):
@@ -186,6 +239,8 @@ class StudyFile(_Table):
     training: Training = Field(default_factory=Training)
     teacher: Teacher = Field(default_factory=Teacher)
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
+    final: Final = Field(default_factory=Final)
+    seed_archs: list[SeedArch] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_devices(self) -> StudyFile:

@@ -6,8 +6,10 @@ what is stored with the trial in `record`, artifacts in `storage`; this module o
 A candidate that fits none of the study's device targets is recorded (PRUNED, status `rejected`,
 with its figures, its reason and a positive constraint value so Optuna's samplers learn where the
 feasible region is) and is never built or trained. The rest are trained quantization-aware with
-distillation; the multi-objective early-stopping rule may stop them (PRUNED, status
-`stopped_early`); finished ones are COMPLETE with their objective values and artifacts.
+distillation; multi-objective successive halving (or the older threshold rule) may stop them
+(PRUNED, status `stopped_early`); one whose validation metric is not above chance is PRUNED with
+status `no_signal` (never on a front); the rest are COMPLETE with their objective values and
+artifacts.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from memory_models import MemoryReport
 from nas.config.study import Study
 from search_spaces import Arch, sample
 
-from .early_stop import Finished, checkpoints, should_stop
-from .record import Status, TrialRecord
+from .early_stop import Finished, should_stop
+from .promotion import Seen, promote, rungs
+from .record import Attr, Status, TrialRecord
 from .screening import MemoryScreen, figures, overshoot
 from .storage import save_trial_artifacts
 from .teacher_logits import TeacherLogits
@@ -45,6 +48,12 @@ class CandidateEvaluator:
         self.teacher_logits = TeacherLogits(study, self.trainer_device)
         self.current_trial: optuna.Trial | None = None
 
+    def chance(self) -> float:
+        from nas.train.metrics import chance_level
+
+        data = self.study.dataset
+        return chance_level(data.val.y, data.n_classes, self.cfg.objectives.metric)
+
     def analyse(self, arch: Arch) -> dict[str, MemoryReport]:
         return self.screen.analyse(arch)
 
@@ -58,7 +67,11 @@ class CandidateEvaluator:
     def sample_and_record(self, trial: optuna.Trial) -> tuple[Arch, dict[str, MemoryReport], dict]:
         """Sample the arch, analyse it on every device and store both with the trial."""
         self.current_trial = trial
-        arch = sample(trial, self.study.space, self.inputs, self.classes)
+        seeded = trial.user_attrs.get(Attr.SEED_ARCH)
+        if seeded is not None:  # warm start: an architecture given by the study, not sampled
+            arch = Arch.from_dict(seeded, f"seed arch of trial {trial.number}")
+        else:
+            arch = sample(trial, self.study.space, self.inputs, self.classes)
         reports = self.analyse(arch)
         per_device = {name: figures(r) for name, r in reports.items()}
         TrialRecord.write_sampled(trial, arch, per_device)
@@ -95,7 +108,10 @@ class CandidateEvaluator:
             elif t.state == TrialState.FAIL:
                 if stored not in (None, Status.TRAINING):
                     return t.number
-            elif stored in (Status.TRAINED, Status.STOPPED_EARLY) or t.state == TrialState.COMPLETE:
+            elif (
+                stored in (Status.TRAINED, Status.STOPPED_EARLY, Status.NO_SIGNAL)
+                or t.state == TrialState.COMPLETE
+            ):
                 return t.number
         return None
 
@@ -110,6 +126,24 @@ class CandidateEvaluator:
                 out.append(Finished(mem["flash"], mem["sram"], curve))
         return out
 
+    def fitting_figures(self, per_device: dict[str, dict]) -> dict[str, tuple[float, ...]]:
+        """The minimized figures on each device the candidate fits (what successive halving ranks by)."""
+        names = self.study.minimized_figures()
+        return {
+            dev: tuple(float(f[n]) for n in names) for dev, f in per_device.items() if f and f.get("fits")
+        }
+
+    def seen_curves(self) -> list[Seen]:
+        """Every candidate trained so far, to the end or stopped, with its curve: a rung's peers."""
+        out = []
+        for t in self.current_trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)
+        ):
+            rec = TrialRecord(t)
+            if rec.curve and t.number != self.current_trial.number:
+                out.append(Seen(rec.curve, self.fitting_figures(rec.memory)))
+        return out
+
     def train(
         self, trial: optuna.Trial, arch: Arch, reports: dict[str, MemoryReport], per_device: dict
     ) -> list[float]:
@@ -118,14 +152,31 @@ class CandidateEvaluator:
         cfg, tr = self.cfg, self.cfg.training
         TrialRecord.write_status(trial, Status.TRAINING)
         es = cfg.early_stopping
-        finished = self.finished_curves() if es.enabled else []
-        stops = checkpoints(cfg.budget.epochs, es.at) if es.enabled else set()
-        mem = per_device[self.study.primary_device]
         metric_key = cfg.objectives.metric
+        tc = tr.train_config(
+            epochs=cfg.budget.epochs,
+            metric=metric_key,
+            seed=cfg.study.seed + trial.number,
+            device=self.trainer_device,
+            threads=cfg.study.threads,
+        )
+        data = self.study.dataset
+        # rungs sit at fractions of the epochs actually run (the step floor may raise the budget)
+        stops = set(rungs(tc.planned_epochs(len(data.train)), es.at)) if es.enabled else set()
+        mem = per_device[self.study.primary_device]
+        fitting = self.fitting_figures(per_device)
         stop_reason: list[str] = []
+        finished = self.finished_curves() if es.enabled and es.rule == "threshold" else []
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
-            if epoch in stops:
+            if epoch not in stops:
+                return False
+            if es.rule == "asha":
+                go_on, why = promote(
+                    epoch, metrics[metric_key], fitting, self.seen_curves(), es.eta, es.min_finished
+                )
+                stop = not go_on
+            else:
                 stop, why = should_stop(
                     epoch,
                     metrics[metric_key],
@@ -135,21 +186,13 @@ class CandidateEvaluator:
                     es.margin,
                     es.min_finished,
                 )
-                if stop:
-                    stop_reason.append(why)
-                    return True
-            return False
+            if stop:
+                stop_reason.append(why)
+            return stop
 
-        tc = tr.train_config(
-            epochs=cfg.budget.epochs,
-            metric=metric_key,
-            seed=cfg.study.seed + trial.number,
-            device=self.trainer_device,
-            threads=cfg.study.threads,
-        )
         t0 = time.perf_counter()
         try:
-            result = train_candidate(arch, self.study.dataset, tc, self.teacher_logits(), on_epoch=on_epoch)
+            result = train_candidate(arch, data, tc, self.teacher_logits(), on_epoch=on_epoch)
         except TrainingFailed as e:
             TrialRecord.write_status(trial, Status.FAILED, str(e))
             raise
@@ -158,6 +201,15 @@ class CandidateEvaluator:
         if result.stopped_by == "callback":
             reason = stop_reason[0] if stop_reason else "stopped by the early-stopping rule"
             TrialRecord.write_status(trial, Status.STOPPED_EARLY, reason)
+            raise optuna.TrialPruned(reason)
+        chance = self.chance()
+        trial.set_user_attr(Attr.CHANCE, round(chance, 6))
+        if not result.metrics[metric_key] > chance + 1e-9:
+            reason = (
+                f"validation {metric_key} {result.metrics[metric_key]:.4f} is not above {chance:.4f}, what "
+                "always answering the most frequent class scores: the model learned nothing usable"
+            )
+            TrialRecord.write_status(trial, Status.NO_SIGNAL, reason)
             raise optuna.TrialPruned(reason)
         TrialRecord.write_artifacts(
             trial, save_trial_artifacts(self.store, trial, arch, reports, result.state_dict)

@@ -25,6 +25,9 @@ class Status(StrEnum):
     TRAINED = "trained"
     REJECTED = "rejected"
     STOPPED_EARLY = "stopped_early"
+    # trained, but its validation metric is not above what always answering one class scores: the
+    # smallest such models would otherwise sit on every front as "the cheapest model"
+    NO_SIGNAL = "no_signal"
     FAILED = "failed"
     RUNNING = "running"
     WAITING = "waiting"
@@ -52,6 +55,18 @@ class Attr(StrEnum):
     BEST_EPOCH = "best_epoch"
     ARTIFACTS = "artifacts"  # {file name: artifact id}
     RETRY_OF = "retry_of"
+    VAL_LOSS = "val_loss"  # validation cross-entropy at the best epoch
+    CHANCE = "chance"  # the metric of the best constant answer on the validation split
+    SEED_ARCH = "seed_arch"  # on an enqueued trial: the Arch to evaluate instead of sampling one
+
+
+class StudyAttr(StrEnum):
+    """Study user-attribute keys (a finished trial's attributes can no longer be written, so what
+    the final stage learns about a trial is kept on the study)."""
+
+    META = "m2nas"  # study file, dataset, metric, devices, artifacts folder
+    FINAL = "m2nas_final"  # {trial number: {seed index: FinalRun as a dict}}
+    CHOICE = "m2nas_choice"  # {device: Choice as a dict}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +95,7 @@ class TrialRecord:
         if state == TrialState.COMPLETE:
             return Status.TRAINED
         s = self.stored_status
-        if s in (Status.REJECTED, Status.STOPPED_EARLY):
+        if s in (Status.REJECTED, Status.STOPPED_EARLY, Status.NO_SIGNAL):
             return Status(s)
         return Status.FAILED
 
@@ -142,6 +157,7 @@ class TrialRecord:
         trial.set_user_attr(Attr.TRAIN_SECONDS, round(seconds, 3))
         trial.set_user_attr(Attr.EPOCHS_RUN, result.epochs_run)
         trial.set_user_attr(Attr.BEST_EPOCH, result.best_epoch)
+        trial.set_user_attr(Attr.VAL_LOSS, round(float(result.val_loss), 6))
 
     @staticmethod
     def write_artifacts(trial, ids: dict[str, str]) -> None:

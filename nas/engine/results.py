@@ -33,6 +33,7 @@ class Counts:
     trained: int = 0
     rejected: int = 0
     stopped_early: int = 0
+    no_signal: int = 0
     failed: int = 0
     running: int = 0
     waiting: int = 0
@@ -40,15 +41,15 @@ class Counts:
     @property
     def candidates(self) -> int:
         """Candidates that cost training time (the search budget counts these)."""
-        return self.trained + self.stopped_early
+        return self.trained + self.stopped_early + self.no_signal
 
     @property
     def analysed(self) -> int:
-        return self.trained + self.rejected + self.stopped_early
+        return self.candidates + self.rejected
 
     @property
     def feasible_fraction(self) -> float:
-        return (self.trained + self.stopped_early) / self.analysed if self.analysed else 0.0
+        return self.candidates / self.analysed if self.analysed else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"feasible_fraction": round(self.feasible_fraction, 4)}
@@ -89,7 +90,7 @@ def failure_streak(trials: list[FrozenTrial]) -> tuple[int, str]:
             if not streak:
                 reason = TrialRecord(t).reason or "no reason stored"
             streak += 1
-        elif s in (Status.TRAINED, Status.STOPPED_EARLY):
+        elif s in (Status.TRAINED, Status.STOPPED_EARLY, Status.NO_SIGNAL):
             break
     return streak, reason
 

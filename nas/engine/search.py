@@ -300,9 +300,13 @@ def run_search(
     workers: int = 1,
     storage_url: str | None = None,
     progress: Callable[[Progress], None] | None = None,
+    final: bool = True,
+    on_final: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the study with `workers` processes on this machine until the budget is used
-    up; `progress`, if given, receives a `Progress` about once a second and once at the end."""
+    up, then its final stage (`[final]`, unless `final` is False or the search was interrupted or
+    failed); `progress`, if given, receives a `Progress` about once a second and once at the end,
+    `on_final` a dict after each final-stage run."""
     cfg = study.cfg
     n = trials or cfg.budget.trials
     deadline = (
@@ -314,6 +318,9 @@ def run_search(
     url = storage_url or study.storage_url
     ostudy = open_study(study, url)  # creates the study once, before any worker races to
     _ = study.dataset  # build/load the data once (generated datasets are cached on disk)
+    from .warm_start import enqueue_seed_archs
+
+    enqueue_seed_archs(study, ostudy)
     started = time.time()
     children = start_workers(study, budget, url, workers - 1)
 
@@ -345,7 +352,18 @@ def run_search(
         stop_display.set()
         if progress:
             progress(_snapshot(study, ostudy, started, deadline, n))
+    if final and cfg.final.enabled and not interrupted and why != "failures":
+        from .final import run_final
+
+        try:
+            chosen = run_final(study, ostudy, artifact_store(study.artifact_dir), on_final)
+        except KeyboardInterrupt:  # the runs finished so far are stored; a rerun trains the rest
+            interrupted, why, chosen = True, "interrupted", {}
+        result_final = {d: c.to_dict() for d, c in chosen.items()}
+    else:
+        result_final = {}
     result = summarize(study, trials_of(ostudy))
+    result["final"] = result_final
     result["stopped"] = why
     if why == "failures":
         result["failure"] = failure_message(study, trials_of(ostudy))

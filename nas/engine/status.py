@@ -7,6 +7,7 @@ from typing import Any
 
 from nas.config.study import load_study
 
+from .final import choices
 from .record import Attr, TrialRecord
 from .results import count, pareto_front
 from .storage import load_existing_study, make_storage
@@ -53,4 +54,11 @@ def study_status(study_file: str | Path, storage_url: str | None = None) -> dict
         "targets": study.targets,
         "counts": count(trials).to_dict(),
         "fronts": fronts,
+        "final": {dev: c.to_dict() for dev, c in choices(ostudy).items()},
     }
+
+
+def final_choices(study_file: str | Path, storage_url: str | None = None) -> dict[str, dict[str, Any]]:
+    """The final stage's choice per device, as dicts (empty when no final stage ran)."""
+    _, ostudy = open_existing(study_file, storage_url)
+    return {dev: c.to_dict() for dev, c in choices(ostudy).items()}

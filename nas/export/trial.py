@@ -59,6 +59,7 @@ class ExportResult:
     search_figures: dict[str, Any]  # what the search stored for this device
     onnx_report_matches: bool
     finetune: dict[str, Any] | None = None
+    final: dict[str, Any] | None = None  # the final stage's Choice (runs over seeds), if any
     files: list[str] = field(default_factory=list)
     measured: dict[str, Any] | None = None  # the C model on emulated Cortex-M cores (export --c)
     seconds: float = 0.0
@@ -81,6 +82,7 @@ class ExportResult:
             "parity": self.parity,
             "onnx_report_matches": self.onnx_report_matches,
             "finetune": self.finetune,
+            "final": self.final,
             "measured": _measured_summary(self.measured),
             "files": self.files,
             "seconds": round(self.seconds, 2),
@@ -106,15 +108,31 @@ def _trials(ostudy) -> list:
     return ostudy.get_trials(deepcopy=False)
 
 
-def pick_trial(study, trials: list, device: str):
-    """The best trained trial that fits `device` (None when there is none)."""
+def pick_trial(study, trials: list, device: str, ostudy=None):
+    """The device's model: the final stage's choice when the study has one (best mean validation
+    metric over several seeds), else the trained trial with the best validation metric that fits
+    `device` (None when there is none)."""
     from nas.engine.results import best_trial
 
     if device not in study.devices:
         raise InputError(
             f"{study.path}: device {device!r} is not in the study (its devices: {', '.join(study.devices)})"
         )
+    choice = final_choice(ostudy, device)
+    if choice is not None:
+        chosen = [t for t in trials if t.number == choice.trial]
+        if chosen:
+            return chosen[0]
     return best_trial(trials, device, study.cfg.objectives.metric)
+
+
+def final_choice(ostudy, device: str):
+    """The final stage's `Choice` for `device`, or None (no final stage ran, or no storage given)."""
+    if ostudy is None:
+        return None
+    from nas.engine.final import choices
+
+    return choices(ostudy).get(device)
 
 
 def no_fit_message(study, trials: list, device: str) -> str:
@@ -124,12 +142,23 @@ def no_fit_message(study, trials: list, device: str) -> str:
     target = ", ".join(f"{k}={v}" for k, v in study.targets[device].items())
     if c.trained == 0:
         why = (
-            f"no candidate was trained ({c.rejected} rejected before training as too big for every device, "
-            f"{c.stopped_early} stopped early, {c.failed} failed)"
+            f"no candidate finished training with a usable model ({c.rejected} rejected before training as too big for every device, "
+            f"{c.stopped_early} stopped early, {c.no_signal} without signal (not above chance), {c.failed} failed)"
         )
     else:
         why = f"none of the {c.trained} trained candidates fits it ({c.rejected} more were rejected before training)"
     return f"{study.path}: no trained trial fits {device} ({target}): {why}; nothing exported for {device}"
+
+
+def load_final_model(study, arch, choice):
+    """The exported run of the final stage: the seed with the best validation metric."""
+    from nas.engine.final import download_weights
+    from nas.engine.storage import artifact_store
+    from nas.train import load_trained
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = download_weights(study, artifact_store(study.artifact_dir), choice.weights, Path(tmp))
+        return load_trained(arch, path)
 
 
 def load_trial_model(study, trial):
@@ -312,12 +341,15 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
 
             _, ostudy = open_existing(study.path)
         trials = _trials(ostudy)
-    trial = pick_trial(study, trials, device)
+    trial = pick_trial(study, trials, device, ostudy)
     if trial is None:
         raise InputError(no_fit_message(study, trials, device))
     torch.manual_seed(study.cfg.study.seed)
     torch.set_num_threads(study.cfg.study.threads)
     arch, model = load_trial_model(study, trial)
+    choice = final_choice(ostudy, device)
+    if choice is not None and choice.trial == trial.number:
+        model = load_final_model(study, arch, choice)
     dataset = study.dataset
     metric = study.cfg.objectives.metric
 
@@ -374,6 +406,7 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
         onnx_report_matches=matches,
         finetune=tuned,
         files=files,
+        final=None if choice is None or choice.trial != trial.number else choice.to_dict(),
     )
     if c_code:
         write_c(result)

@@ -18,7 +18,7 @@ from nas.engine.record import Attr, Status, TrialRecord
 from nas.engine.results import count, hypervolume_2d_plus, pareto_front
 
 # Statuses with memory figures, in the order the report draws them.
-ANALYSED = (Status.TRAINED, Status.STOPPED_EARLY, Status.REJECTED)
+ANALYSED = (Status.TRAINED, Status.STOPPED_EARLY, Status.NO_SIGNAL, Status.REJECTED)
 FRONT_COLUMNS = ("flash", "sram", "arena", "latency", "energy")
 
 

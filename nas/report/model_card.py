@@ -76,6 +76,31 @@ def render_model_card(result, study, metric: str, trial) -> str:
             ["validation", *(f"{result.val_metrics.get(k, float('nan')):.4f}" for k in names)],
         ],
     )
+    if result.final:
+        f = result.final
+        L += [
+            "",
+            f"Final stage: trial {f['trial']} was chosen among {len(f['candidates'])} finalist(s) by its mean "
+            f"validation {metric} over {len(f['seeds'])} retraining seeds ({f['val_mean']:.4f}); only then was "
+            "the test split read.",
+            "",
+        ]
+        L += _table(
+            ["run", f"val {metric}", f"test {metric}"],
+            [[f"seed {s}", f"{v:.4f}", f"{t:.4f}"] for s, v, t in zip(f["seeds"], f["val"], f["test"])]
+            + [
+                ["mean ± std", f"{f['val_mean']:.4f}", f"{f['test_mean']:.4f} ± {f['test_std']:.4f}"],
+                [
+                    "the search's single run",
+                    f"{f['single_run']['val']:.4f}",
+                    f"{f['single_run'].get('test', float('nan')):.4f}",
+                ],
+            ],
+        )
+        L += [
+            "",
+            f"The exported weights are seed {f['seeds'][f['export_run']]}'s (best validation {metric}).",
+        ]
     if result.finetune:
         ft = result.finetune
         L += [

@@ -50,6 +50,10 @@ STYLE = {
         "stopped early (metric at stop)",
         dict(symbol="triangle-down", size=9, color="#ff7f0e"),
     ),
+    "no_signal": (
+        "trained, not above chance (never on a front)",
+        dict(symbol="diamond-open", size=8, color="#8c564b"),
+    ),
     "rejected": (
         "rejected before training (no metric: strip below, memory only)",
         dict(symbol="x", size=8, color="#999999"),
@@ -89,6 +93,7 @@ def pareto_figure(study, rows: pd.DataFrame, trials, device: str) -> go.Figure:
         "trained": d[(d.status == Status.TRAINED) & d.fits],
         "trained_over": d[(d.status == Status.TRAINED) & ~d.fits],
         "stopped_early": d[d.status == Status.STOPPED_EARLY],
+        "no_signal": d[d.status == Status.NO_SIGNAL],
         "rejected": d[d.status == Status.REJECTED],
     }
     front_ids = {t.number for t in pareto_front(trials, device, metric, minimized(study))}
@@ -362,7 +367,7 @@ def _front_html(front: pd.DataFrame, device: str) -> str:
     return d.to_html(index=False, classes="front", border=0, formatters=fmt, escape=True)
 
 
-def build_html(study, trials, url: str) -> tuple[str, pd.DataFrame]:
+def build_html(study, trials, url: str, final: dict | None = None) -> tuple[str, pd.DataFrame]:
     """The page and the front table."""
     rows = candidate_rows(study, trials)
     front = front_table(study, trials)
@@ -383,8 +388,8 @@ def build_html(study, trials, url: str) -> tuple[str, pd.DataFrame]:
 
     parts = [
         f"<h1>m2nas study {html.escape(study.name)}</h1>",
-        f"<p>{c.trained} trained, {c.stopped_early} stopped early, {c.rejected} rejected before training, "
-        f"{c.failed} failed, {c.running} running · objectives {html.escape(', '.join(study.objective_names()))}"
+        f"<p>{c.trained} trained, {c.stopped_early} stopped early, {c.no_signal} without signal (not above "
+        f"chance: never on a front), {c.rejected} rejected before training, {c.failed} failed, {c.running} running · objectives {html.escape(', '.join(study.objective_names()))}"
         f" · storage <code>{html.escape(url)}</code> · written {datetime.now():%Y-%m-%d %H:%M}</p>",
         "<p class='note'>Latency and energy are analytical estimates. Flash and SRAM are checked against "
         "each device's budget for this study (dashed lines).</p>",
@@ -394,8 +399,12 @@ def build_html(study, trials, url: str) -> tuple[str, pd.DataFrame]:
         parts.append(plot(pareto_figure(study, rows, trials, dev), f"pareto-{i}"))
     parts += ["<h2>Search progress</h2>", plot(history_figure(study, rows), "history")]
     parts.append("<h2>Best model per device</h2>")
+    final = final or {}
     for i, dev in enumerate(study.devices):
         best = best_trial(trials, dev, metric)
+        f = final.get(dev)
+        if f is not None:
+            best = next((t for t in trials if t.number == f["trial"]), best)
         if best is None:
             parts.append(f"<p>{html.escape(dev)}: no trained candidate fits yet.</p>")
             continue
@@ -405,6 +414,15 @@ def build_html(study, trials, url: str) -> tuple[str, pd.DataFrame]:
             f"<h3>{html.escape(dev)}: trial {best.number}, val_{metric} "
             f"{rec.val[metric]:.4f}</h3><p><code>{html.escape(rec.attrs.get(Attr.SUMMARY, ''))}</code></p>"
         )
+        if f is not None and f["trial"] == best.number:
+            single = f["single_run"].get("test")
+            parts.append(
+                f"<p class='final'>Final stage: chosen among {len(f['candidates'])} finalist(s) by mean validation "
+                f"{metric} over {len(f['seeds'])} seeds ({f['val_mean']:.4f}); test {metric} "
+                f"<b>{f['test_mean']:.4f} ± {f['test_std']:.4f}</b> over those seeds"
+                + ("" if single is None else f" (the search's single run: {single:.4f})")
+                + ".</p>"
+            )
         parts.append(plot(layers_figure(study, dev, best, table, report), f"layers-{i}"))
         parts.append(plot(bits_figure(dev, best, table), f"bits-{i}"))
     parts += ["<h2>Metric by fusion and modalities</h2>", plot(groups_figure(study, rows), "groups")]
@@ -436,7 +454,9 @@ def write_report(study_file: Path, out_path: Path | None, storage: str | None) -
     out_path = Path(out_path) if out_path else study_file.with_name(f"{study_file.stem}.report.html")
     if out_path.is_dir():
         raise InputError(f"--out {out_path}: is a folder; give an HTML file name")
-    page, front = build_html(study, trials, url)
+    from nas.engine.status import final_choices
+
+    page, front = build_html(study, trials, url, final_choices(study_file, storage))
     csv_path = out_path.parent / "front.csv"
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)

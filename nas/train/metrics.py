@@ -66,3 +66,17 @@ def _balanced_accuracy(y_true: np.ndarray, pred: np.ndarray) -> float:
     with warnings.catch_warnings():  # "y_pred contains classes not in y_true" is expected early in training
         warnings.simplefilter("ignore")
         return balanced_accuracy_score(y_true, pred)
+
+
+def chance_level(y_true: np.ndarray, n_classes: int, metric: str) -> float:
+    """The best `metric` a model that always answers the same class reaches on `y_true`.
+
+    For accuracy this is the majority-class rate; for balanced accuracy 1 / classes present; for
+    ROC AUC 0.5. A candidate not above it has learned nothing usable, however small it is."""
+    y_true = np.asarray(y_true)
+    best = -np.inf
+    for c in range(n_classes):
+        logits = np.zeros((len(y_true), n_classes), dtype=np.float32)
+        logits[:, c] = 1.0
+        best = max(best, classification_metrics(y_true, logits, n_classes)[metric])
+    return float(best)

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memory_models.errors import InputError
+from nas.train.augment import Augment, mix, perturb
 from nas.train.metrics import classification_metrics, metric_names
 
 __all__ = [
@@ -58,6 +59,7 @@ __all__ = [
 ]
 
 SCHEDULES = ("cosine", "constant")
+PATIENCE_ON = ("loss", "metric")
 
 
 class TrainingFailed(RuntimeError):
@@ -84,6 +86,13 @@ class TrainConfig:
     min_lr_ratio: float = 0.02  # the cosine schedule's floor, as a fraction of lr
     eval_batch_size: int = 512
     min_delta: float = 0.0  # an epoch improves only if metric > best + min_delta
+    # Ranking candidates needs each of them trained long enough to tell them apart: on a small
+    # train split an epoch is one or two optimizer steps, so the epoch budget alone says little.
+    min_steps: int = 0  # floor on optimizer steps; raises the epochs (and patience with them)
+    min_epochs: int = 1  # patience never stops a run before this epoch
+    patience_on: str = "loss"  # loss (validation cross-entropy: smooth on small splits) | metric
+    warmup: float = 0.0  # fraction of the steps over which the learning rate ramps up linearly
+    augment: Augment = field(default_factory=Augment)
 
     def validate(self, n_classes: int) -> TrainConfig:
         def bad(msg: str):
@@ -110,7 +119,26 @@ class TrainConfig:
             bad(f"max_train_samples must be >= 1, got {self.max_train_samples}")
         if self.threads is not None and self.threads < 1:
             bad(f"threads must be >= 1, got {self.threads}")
+        if self.min_steps < 0 or self.min_epochs < 1:
+            bad(f"min_steps must be >= 0 and min_epochs >= 1, got {self.min_steps} and {self.min_epochs}")
+        if self.patience_on not in PATIENCE_ON:
+            bad(f"patience_on must be one of {PATIENCE_ON}, got {self.patience_on!r}")
+        if not 0 <= self.warmup < 1:
+            bad(f"warmup must be in [0, 1), got {self.warmup}")
+        if isinstance(self.augment, dict):
+            self.augment = Augment(**self.augment)
+        self.augment.validate()
         return self
+
+    def planned_epochs(self, n_train: int) -> int:
+        """Epochs actually run at most: the budget, raised so that the run makes `min_steps` steps."""
+        n = min(n_train, self.max_train_samples or n_train)
+        steps_per_epoch = max(1, math.ceil(n / self.batch_size))
+        return max(self.epochs, math.ceil(self.min_steps / steps_per_epoch))
+
+    def stretch(self, n_train: int) -> float:
+        """How much the step floor stretched the epoch budget (1.0 when it did not)."""
+        return self.planned_epochs(n_train) / self.epochs
 
 
 @dataclass
@@ -126,6 +154,8 @@ class TrainResult:
     n_train: int = 0
     device: str = "cpu"
     config: dict[str, Any] = field(default_factory=dict)
+    val_loss: float = math.nan  # validation cross-entropy at the best epoch
+    epochs_planned: int = 0  # the epoch budget after the step floor
 
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -385,27 +415,32 @@ def _train(
 
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.schedule == "cosine":
+    epochs = cfg.planned_epochs(len(dataset.train))
+    stretch = epochs / cfg.epochs
+    patience = math.ceil(cfg.patience * stretch)
+    min_epochs = math.ceil(cfg.min_epochs * stretch)
+    total_steps = epochs * steps_per_epoch
+    warm = int(cfg.warmup * total_steps)
 
-        def factor(step: int) -> float:
-            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (
-                1 + math.cos(math.pi * min(step, total_steps) / total_steps)
-            )
-
-    else:
-
-        def factor(step: int) -> float:
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.schedule != "cosine":
             return 1.0
+        t = min(step - warm, total_steps - warm) / max(1, total_steps - warm)
+        return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     gen = torch.Generator().manual_seed(cfg.seed)
 
+    aug = cfg.augment
+    val_y_t = torch.as_tensor(val_y, dtype=torch.long)
     history: list[dict[str, float]] = []
     best_value, best_epoch, best_state, best_metrics = -math.inf, 0, None, None
+    best_val_loss, best_val_loss_epoch, best_loss = math.inf, 0, math.inf
     stopped_by = "budget"
     epoch = 0
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(1, epochs + 1):
         t_epoch = time.perf_counter()
         model.train()
         perm = torch.randperm(n, generator=gen).to(device)
@@ -413,14 +448,26 @@ def _train(
         lr_now = optimizer.param_groups[0]["lr"]
         for step in range(steps_per_epoch):
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
-            logits = _forward(model, {m: v[idx] for m, v in xs.items()})
-            loss, ce, kd = distillation_loss(
-                logits,
-                ys[idx],
-                None if teacher_logp is None else teacher_logp[idx],
-                cfg.temperature,
-                cfg.alpha,
-            )
+            batch = {m: perturb(v[idx], aug, gen) for m, v in xs.items()}
+            t_logp = None if teacher_logp is None else teacher_logp[idx]
+            if aug.mixup > 0 and len(idx) > 1:
+                pair, lam = mix(len(idx), aug.mixup, gen)
+                pair = pair.to(device)
+                batch = {m: lam * v + (1 - lam) * v[pair] for m, v in batch.items()}
+                logits = _forward(model, batch)
+                loss_a, ce_a, kd_a = distillation_loss(logits, ys[idx], t_logp, cfg.temperature, cfg.alpha)
+                loss_b, ce_b, kd_b = distillation_loss(
+                    logits,
+                    ys[idx][pair],
+                    None if t_logp is None else t_logp[pair],
+                    cfg.temperature,
+                    cfg.alpha,
+                )
+                loss, ce = lam * loss_a + (1 - lam) * loss_b, lam * ce_a + (1 - lam) * ce_b
+                kd = None if kd_a is None else lam * kd_a + (1 - lam) * kd_b
+            else:
+                logits = _forward(model, batch)
+                loss, ce, kd = distillation_loss(logits, ys[idx], t_logp, cfg.temperature, cfg.alpha)
             # one host sync per step: the three loss terms together
             parts = [loss.detach(), ce.detach()] + ([kd.detach()] if kd is not None else [])
             vals = torch.stack(parts).tolist()
@@ -444,6 +491,7 @@ def _train(
                 f"non-finite validation outputs at epoch {epoch}: diverged or non-finite inputs"
             )
         metrics = classification_metrics(val_y, val_logits.numpy(), n_classes)
+        val_loss = float(F.cross_entropy(val_logits, val_y_t))
         row = {
             "epoch": epoch,
             "loss": float(sums[0] / n),
@@ -453,20 +501,33 @@ def _train(
         }
         if teacher_logp is not None:
             row["loss_kd"] = float(sums[2] / n)
+        row["val_loss"] = val_loss
         row.update({f"val_{k}": v for k, v in metrics.items()})
         history.append(row)
-        if metrics[cfg.metric] > best_value + cfg.min_delta or best_state is None:
-            best_value, best_epoch, best_metrics = metrics[cfg.metric], epoch, dict(metrics)
+        value = metrics[cfg.metric]
+        # ties on the metric (frequent on small validation splits) go to the lower validation loss
+        if (
+            best_state is None
+            or value > best_value + cfg.min_delta
+            or (value == best_value and val_loss < best_loss)
+        ):
+            best_value, best_epoch, best_loss = value, epoch, val_loss
+            best_metrics = dict(metrics)
             best_state = _cpu_state(model)
-        if on_epoch is not None and on_epoch(epoch, dict(metrics)):
+        if val_loss < best_val_loss:
+            best_val_loss, best_val_loss_epoch = val_loss, epoch
+        if on_epoch is not None and on_epoch(epoch, dict(metrics) | {"loss": val_loss}):
             stopped_by = "callback"
             break
-        if epoch - best_epoch >= cfg.patience and epoch < cfg.epochs:
+        since = epoch - (best_val_loss_epoch if cfg.patience_on == "loss" else best_epoch)
+        if since >= patience and epoch >= min_epochs and epoch < epochs:
             stopped_by = "patience"
             break
 
     return TrainResult(
         metrics=best_metrics,
+        val_loss=best_loss,
+        epochs_planned=epochs,
         history=history,
         epochs_run=epoch,
         best_epoch=best_epoch,

@@ -212,7 +212,7 @@ def test_study_without_feasible_trials(tmp_path):
     counts = json.loads(res.stdout)["counts"]
     assert counts["trained"] == 0 and counts["rejected"] == 3
     res = run_cli("export", str(path), "--device", "nrf52840", cwd=tmp_path)
-    assert_one_line_error(res, "no trained trial fits nrf52840", "no candidate was trained", "3 rejected")
+    assert_one_line_error(res, "no trained trial fits nrf52840", "no candidate finished training with a usable model", "3 rejected")
     res = run_cli("export", str(path), "--all-devices", cwd=tmp_path)
     assert_one_line_error(res, "no trained trial fits any of the study's devices")
     assert not (tmp_path / "export").exists()

@@ -249,6 +249,8 @@ def test_mutated_npz_files(tmp_path):
             f"path={f}",
             "--epochs",
             "1",
+            "--min-steps",
+            "0",
             "--no-distill",
             "--json",
         )

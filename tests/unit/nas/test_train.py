@@ -227,9 +227,53 @@ def test_callback_stops_training(watch, watch_arch):
 
 def test_patience_stops_training(watch, watch_arch):
     r = train_candidate(
-        watch_arch, watch, quick(epochs=5, patience=1, min_delta=1.0, max_train_samples=160, distill=False)
+        watch_arch,
+        watch,
+        quick(epochs=5, patience=1, min_delta=1.0, max_train_samples=160, distill=False, patience_on="metric"),
     )
     assert r.stopped_by == "patience" and r.epochs_run == 2 and r.best_epoch == 1
+
+
+def test_patience_on_validation_loss_waits_for_min_epochs(watch, watch_arch):
+    """Patience counts epochs since the lowest validation loss, and never stops before min_epochs."""
+
+    def expected_stop(history, patience, min_epochs):
+        best = 0
+        for e, h in enumerate(history, 1):
+            if h["val_loss"] < history[best - 1]["val_loss"] or best == 0:
+                best = e
+            if e - best >= patience and e >= min_epochs:
+                return e
+        return None
+
+    cfg = dict(epochs=12, patience=1, lr=3e-2, max_train_samples=160, distill=False, schedule="constant")
+    for min_epochs in (1, 6):
+        r = train_candidate(watch_arch, watch, quick(**cfg, min_epochs=min_epochs))
+        stop = expected_stop(r.history, 1, min_epochs)
+        assert (r.stopped_by, r.epochs_run) == (("patience", stop) if stop else ("budget", 12))
+        assert r.epochs_run >= min_epochs
+    assert all("val_loss" in h for h in r.history)
+
+
+def test_step_floor_raises_the_epochs_and_warmup_ramps_the_lr(watch, watch_arch):
+    """160 windows at batch 32 are 5 steps an epoch: a floor of 40 steps makes 2 epochs 8, and
+    patience and min_epochs stretch with them."""
+    cfg = quick(epochs=2, max_train_samples=160, distill=False, min_steps=40, warmup=0.25, patience=1, min_epochs=2)
+    assert cfg.planned_epochs(len(watch.train)) == 8 and cfg.stretch(len(watch.train)) == 4
+    r = train_candidate(watch_arch, watch, cfg)
+    assert r.epochs_planned == 8 and r.epochs_run >= 8 * 2 / 2  # min_epochs 2 x 4
+    lrs = [h["lr"] for h in r.history]
+    assert lrs[0] < lrs[1] < lrs[2]  # the first 10 of 40 steps ramp up
+    assert max(lrs) <= cfg.lr and lrs[-1] < lrs[2]
+
+
+def test_augmentation_and_mixup_train_and_are_seeded(watch, watch_arch):
+    aug = {"jitter": 0.05, "scale": 0.1, "shift": 0.1, "mixup": 0.4}
+    a = train_candidate(watch_arch, watch, quick(epochs=2, max_train_samples=160, augment=aug))
+    b = train_candidate(watch_arch, watch, quick(epochs=2, max_train_samples=160, augment=aug))
+    plain = train_candidate(watch_arch, watch, quick(epochs=2, max_train_samples=160))
+    assert a.history[-1]["loss"] == b.history[-1]["loss"] != plain.history[-1]["loss"]
+    assert a.config["augment"]["mixup"] == 0.4
 
 
 def test_nan_loss_raises_training_failed(watch, watch_arch):
@@ -350,7 +394,7 @@ def test_train_command_json_with_distillation(watch, watch_arch, tmp_path, capsy
     arch_path = _write_arch(tmp_path, watch_arch)
     train_command(
         arch_path, "watch", 1, False, True, 0, None, "cpu", 1,
-        teacher_config=QUICK_TEACHER, cache_dir=tmp_path / "cache", max_train_samples=160,
+        teacher_config=QUICK_TEACHER, cache_dir=tmp_path / "cache", max_train_samples=160, min_steps=0,
     )  # fmt: skip
     report = json.loads(capsys.readouterr().out)
     assert report["distilled"] and report["teacher"]["preset"] == "teacher_small"
@@ -385,6 +429,8 @@ def test_m2nas_train_subprocess(watch_arch, tmp_path, cli):
         "watch",
         "--epochs",
         "1",
+        "--min-steps",
+        "0",
         "--no-distill",
         "--json",
         env=env,
