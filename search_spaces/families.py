@@ -58,17 +58,20 @@ def family(name: str, inputs: dict[str, tuple[int, ...]], classes: int) -> list[
     return [tinym2net(inputs, classes, w, b) for w in WIDTHS for b in WEIGHT_BITS]
 
 
-def scaled_to(members: Iterable[Arch], fits: Callable[[Arch], bool], per_bits: int = 1) -> list[Arch]:
-    """The widest `per_bits` members that fit, for each weight bit-width: the family scaled to a
-    budget (a wider branch at fewer bits and a narrower one at 8 bits reach the same size; which
-    is more accurate depends on the data, so both are tried)."""
+def scaled_to(
+    members: Iterable[Arch], fits: Callable[[Arch], bool], per_bits: int = 1, bits: tuple[int, ...] = (8, 4)
+) -> list[Arch]:
+    """The widest `per_bits` members that fit, for each weight bit-width in `bits`: the family scaled
+    to a budget (a wider branch at 4 bits and a narrower one at 8 bits reach the same size; which is
+    more accurate depends on the data, so both are tried). W2 members are left out by default: each
+    seed costs a full training, and 2-bit weights rarely beat 4-bit ones of the same size."""
     by_bits: dict[int, list[Arch]] = {}
     for arch in members:
-        if fits(arch):
-            bits = arch.head.weight_bits[0]
-            by_bits.setdefault(bits, []).append(arch)
+        b = arch.head.weight_bits[0]
+        if b in bits and fits(arch):
+            by_bits.setdefault(b, []).append(arch)
     out = []
-    for bits in sorted(by_bits, reverse=True):
-        widest = sorted(by_bits[bits], key=lambda a: a.used[0].blocks[0].channels, reverse=True)
+    for b in sorted(by_bits, reverse=True):
+        widest = sorted(by_bits[b], key=lambda a: a.used[0].blocks[0].channels, reverse=True)
         out.extend(widest[:per_bits])
     return out

@@ -150,6 +150,19 @@ def no_fit_message(study, trials: list, device: str) -> str:
     return f"{study.path}: no trained trial fits {device} ({target}): {why}; nothing exported for {device}"
 
 
+def load_device_model(study, trials: list, device: str, ostudy=None):
+    """(trial, arch, model, choice): what export ships for `device`: the final stage's chosen run
+    when there is one (choice is then its `Choice`, else None), else the best trial's own weights."""
+    trial = pick_trial(study, trials, device, ostudy)
+    if trial is None:
+        raise InputError(no_fit_message(study, trials, device))
+    arch, model = load_trial_model(study, trial)
+    choice = final_choice(ostudy, device)
+    if choice is None or choice.trial != trial.number:
+        return trial, arch, model, None
+    return trial, arch, load_final_model(study, arch, choice), choice
+
+
 def load_final_model(study, arch, choice):
     """The exported run of the final stage: the seed with the best validation metric."""
     from nas.engine.final import download_weights
@@ -341,15 +354,9 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
 
             _, ostudy = open_existing(study.path)
         trials = _trials(ostudy)
-    trial = pick_trial(study, trials, device, ostudy)
-    if trial is None:
-        raise InputError(no_fit_message(study, trials, device))
     torch.manual_seed(study.cfg.study.seed)
     torch.set_num_threads(study.cfg.study.threads)
-    arch, model = load_trial_model(study, trial)
-    choice = final_choice(ostudy, device)
-    if choice is not None and choice.trial == trial.number:
-        model = load_final_model(study, arch, choice)
+    trial, arch, model, choice = load_device_model(study, trials, device, ostudy)
     dataset = study.dataset
     metric = study.cfg.objectives.metric
 
@@ -406,7 +413,7 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
         onnx_report_matches=matches,
         finetune=tuned,
         files=files,
-        final=None if choice is None or choice.trial != trial.number else choice.to_dict(),
+        final=None if choice is None else choice.to_dict(),
     )
     if c_code:
         write_c(result)

@@ -174,9 +174,7 @@ def test_parity_failure_names_the_check(smoke_study, tmp_path, monkeypatch, chec
     from nas.engine.status import open_existing
 
     study, ostudy = open_existing(smoke_study)
-    lsb = ex.output_lsb(
-        ex.load_trial_model(study, ex.pick_trial(study, ostudy.get_trials(), "stm32f446re"))[1]
-    )
+    lsb = ex.output_lsb(ex.load_device_model(study, ostudy.get_trials(), "stm32f446re", ostudy)[2])
     real = parity.onnxruntime_logits
 
     def shifted(path, xs, rewrite, batch=256):
