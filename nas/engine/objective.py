@@ -123,8 +123,17 @@ class CandidateEvaluator:
         mem = per_device[self.study.primary_device]
         metric_key = cfg.objectives.metric
         stop_reason: list[str] = []
+        seen: list[float] = []  # the validation curve so far, for the in-flight display
+
+        def show_epoch() -> None:
+            rung = min((s for s in stops if s > len(seen)), default=None)
+            TrialRecord.write_epoch(trial, cfg.budget.epochs, seen, rung)
+
+        show_epoch()
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
+            seen.append(metrics[metric_key])
+            show_epoch()
             if epoch in stops:
                 stop, why = should_stop(
                     epoch,
