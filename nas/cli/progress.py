@@ -100,7 +100,7 @@ class Events:
             for h in p.teacher["history"][self.teacher_epochs :]:
                 out.append(
                     {"event": "teacher_epoch", "epoch": h["epoch"], "epochs": p.teacher["epochs"]}
-                    | {"val_accuracy": h["val"], "elapsed_s": round(p.elapsed_s, 1)}
+                    | {"val_accuracy": h["val"], "elapsed_s": h["seconds"]}
                 )
             self.teacher_epochs = len(p.teacher["history"])
         for f in p.in_flight:
