@@ -34,6 +34,9 @@ DevicesOpt = Annotated[
     list[Path] | None, typer.Option("--devices", help="Extra device TOML file(s); may be repeated.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+SearchJsonOpt = Annotated[
+    bool, typer.Option("--json", help="JSON lines on stdout: one object per event, the result last.")
+]
 
 
 def _key_values(items: list[str], flag: str) -> dict:
@@ -173,21 +176,23 @@ def search(
     ] = None,
     workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes on this machine.")] = 1,
     storage: StorageOpt = None,
-    json_out: JsonOpt = False,
+    json_out: SearchJsonOpt = False,
 ) -> None:
     """Run (or resume) a study: sample, reject what cannot fit, train the rest."""
     from nas.config.study import load_study
     from nas.engine.search import run_search
 
-    from .progress import live_search_progress, show_builds
+    from .progress import final_display, search_display, show_builds
 
     show_builds()
 
     study = load_study(study_file)
-    with live_search_progress(not json_out) as progress:
-        result = run_search(study, trials, timeout, workers, storage, progress=progress)
-    if json_out:
-        print(json.dumps(result, indent=1))
+    with search_display(json_out) as progress:
+        result = run_search(
+            study, trials, timeout, workers, storage, progress=progress, on_final=final_display(json_out)
+        )
+    if json_out:  # JSON lines: the events, then the result (its own line, always the last)
+        print(json.dumps({"event": "result", **result}))
     else:
         c = result["counts"]
         out().print(

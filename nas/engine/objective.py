@@ -162,13 +162,23 @@ class CandidateEvaluator:
         )
         data = self.study.dataset
         # rungs sit at fractions of the epochs actually run (the step floor may raise the budget)
-        stops = set(rungs(tc.planned_epochs(len(data.train)), es.at)) if es.enabled else set()
+        planned = tc.planned_epochs(len(data.train))
+        stops = set(rungs(planned, es.at)) if es.enabled else set()
         mem = per_device[self.study.primary_device]
         fitting = self.fitting_figures(per_device)
         stop_reason: list[str] = []
         finished = self.finished_curves() if es.enabled and es.rule == "threshold" else []
+        seen: list[float] = []  # the validation curve so far, for the in-flight display
+
+        def show_epoch() -> None:
+            rung = min((s for s in stops if s > len(seen)), default=None)
+            TrialRecord.write_epoch(trial, planned, seen, rung)
+
+        show_epoch()
 
         def on_epoch(epoch: int, metrics: dict[str, float]) -> bool:
+            seen.append(metrics[metric_key])
+            show_epoch()
             if epoch not in stops:
                 return False
             if es.rule == "asha":

@@ -58,6 +58,7 @@ class Attr(StrEnum):
     VAL_LOSS = "val_loss"  # validation cross-entropy at the best epoch
     CHANCE = "chance"  # the metric of the best constant answer on the validation split
     SEED_ARCH = "seed_arch"  # on an enqueued trial: the Arch to evaluate instead of sampling one
+    EPOCH = "epoch"  # while training: {epoch, epochs, val, best, next_rung}, for live displays
 
 
 class StudyAttr(StrEnum):
@@ -135,6 +136,11 @@ class TrialRecord:
     def artifacts(self) -> dict[str, str]:
         return self.attrs.get(Attr.ARTIFACTS) or {}
 
+    @property
+    def epoch(self) -> dict[str, Any] | None:
+        """Where its training stands (the last epoch written); None before training starts."""
+        return self.attrs.get(Attr.EPOCH)
+
     # ---- writing (on a live optuna.Trial) ---------------------------------------------------------
     @staticmethod
     def write_sampled(trial, arch, per_device: dict[str, dict[str, Any]]) -> None:
@@ -149,6 +155,21 @@ class TrialRecord:
         trial.set_user_attr(Attr.STATUS, status.value)
         if reason is not None:
             trial.set_user_attr(Attr.REASON, reason)
+
+    @staticmethod
+    def write_epoch(trial, epochs: int, curve: list[float], next_rung: int | None) -> None:
+        """After each epoch (and once at epoch 0): a display in another process reads it from the
+        storage, so a candidate in flight is visible wherever it trains."""
+        trial.set_user_attr(
+            Attr.EPOCH,
+            {
+                "epoch": len(curve),
+                "epochs": epochs,
+                "val": curve[-1] if curve else None,
+                "best": max(curve) if curve else None,
+                "next_rung": next_rung,
+            },
+        )
 
     @staticmethod
     def write_training(trial, curve: list[float], result, seconds: float) -> None:

@@ -25,6 +25,7 @@ from optuna.trial import TrialState
 from memory_models.errors import InputError
 from nas.config.study import Study
 
+from .progress import Progress, SearchWatch
 from .record import Attr, Status, TrialRecord
 from .results import best_trial, count, failed_candidates, failure_streak
 from .storage import artifact_store, check_artifact_dir, make_storage
@@ -239,34 +240,6 @@ def summarize(study: Study, trials: list) -> dict[str, Any]:
     return {"counts": c.to_dict(), "best": best}
 
 
-@dataclass(frozen=True)
-class Progress:
-    """A snapshot of a running search, handed to the caller's `progress` callback about once a
-    second (the CLI draws it; the engine never prints)."""
-
-    study: str
-    counts: dict[str, Any]
-    best: dict[str, dict[str, Any] | None]  # per device, as in the result's `best`
-    metric: str
-    budget: int
-    elapsed_s: float
-    left_s: float | None  # None without a deadline
-
-
-def _snapshot(study: Study, ostudy, started: float, deadline: float | None, budget: int) -> Progress:
-    s = summarize(study, trials_of(ostudy))
-    now = time.time()
-    return Progress(
-        study.name,
-        s["counts"],
-        s["best"],
-        study.cfg.objectives.metric,
-        budget,
-        now - started,
-        None if deadline is None else max(0.0, deadline - now),
-    )
-
-
 def _worker_process(study_path: str, budget: Budget, storage_url: str, worker_index: int) -> None:
     """One more local worker, in its own process: it loads the study file itself (as a worker on
     another machine would) and leaves quietly on Ctrl-C; its interrupted trial is requeued."""
@@ -291,6 +264,24 @@ def start_workers(study: Study, budget: Budget, storage_url: str, count: int, fi
         p.start()
         procs.append(p)
     return procs
+
+
+def _teacher_first(study: Study, budget: Budget, ostudy, watch: SearchWatch) -> None:
+    """Get the teacher (a first run trains it: minutes on a real study) before any worker starts,
+    so a display can show its epochs and no worker waits on another's teacher lock. If its training
+    fails, the candidates' trials try again and record the failure as they always have."""
+    from nas.train import TrainingFailed
+
+    from .teacher_logits import TeacherLogits
+
+    if study.cfg.training.distill and not budget.exhausted(trials_of(ostudy)):
+        watch.teacher_begin()
+        torch_threads(study.cfg.study.threads)
+        try:
+            TeacherLogits(study)(on_epoch=watch.teacher_epoch)
+        except TrainingFailed:
+            pass
+    watch.teacher_ready()
 
 
 def run_search(
@@ -322,22 +313,25 @@ def run_search(
 
     enqueue_seed_archs(study, ostudy)
     started = time.time()
-    children = start_workers(study, budget, url, workers - 1)
+    watch = SearchWatch(study, ostudy, budget, started)
 
     stop_display = threading.Event()
     if progress:
-        progress(_snapshot(study, ostudy, started, deadline, n))
+        progress(watch.snapshot())
 
         def refresh() -> None:
             while not stop_display.wait(1.0):
                 try:
-                    progress(_snapshot(study, ostudy, started, deadline, n))
+                    progress(watch.snapshot())
                 except Exception:  # the display must never take the search down
                     pass
 
         threading.Thread(target=refresh, daemon=True).start()
     interrupted = False
+    children: list = []
     try:
+        _teacher_first(study, budget, ostudy, watch)
+        children = start_workers(study, budget, url, workers - 1)
         why = run_worker(study, budget, url, 0)
         for p in children:
             p.join()
@@ -351,7 +345,7 @@ def run_search(
     finally:
         stop_display.set()
         if progress:
-            progress(_snapshot(study, ostudy, started, deadline, n))
+            progress(watch.snapshot())
     if final and cfg.final.enabled and not interrupted and why != "failures":
         from .final import run_final
 

@@ -13,7 +13,8 @@ class TeacherLogits:
         self.device = device or study.cfg.study.device
         self._logits = None
 
-    def __call__(self):
+    def __call__(self, on_epoch=None):
+        """The logits; `on_epoch(epoch, val_metrics)` hears the teacher's epochs if it trains now."""
         cfg = self.study.cfg
         if not cfg.training.distill:
             return None
@@ -26,6 +27,7 @@ class TeacherLogits:
                 seed=cfg.study.seed,
                 device=self.device,
                 threads=cfg.study.threads,
+                on_epoch=on_epoch,
             )
             self._logits = teacher.train_logits
         return self._logits

@@ -22,6 +22,7 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -155,8 +156,12 @@ def get_teacher(
     device: str = "cpu",
     threads: int | None = None,
     cache_dir: Path | str | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> Teacher:
-    """The teacher of `dataset` for `config` and `seed`: from the cache, or trained now and cached."""
+    """The teacher of `dataset` for `config` and `seed`: from the cache, or trained now and cached.
+
+    `on_epoch(epoch, val_metrics)` hears each epoch when it trains (a first run can take minutes);
+    it cannot stop the training."""
     import torch
 
     from nas.train import TrainConfig, load_trained, predict_logits, train_candidate
@@ -193,7 +198,13 @@ def get_teacher(
             max_train_samples=config.max_train_samples,
             quantized=False,
         )
-        result = train_candidate(arch, dataset, tc, None)
+
+        def heard(epoch: int, metrics: dict[str, float]) -> bool:
+            if on_epoch is not None:
+                on_epoch(epoch, metrics)
+            return False  # never stops the teacher
+
+        result = train_candidate(arch, dataset, tc, None, on_epoch=heard)
         model = load_trained(arch, result.state_dict, quantized=False, device=device)
         logits = predict_logits(model, dataset.train.x, device=device, threads=threads)
         path.mkdir(parents=True, exist_ok=True)

@@ -207,10 +207,15 @@ def test_study_without_feasible_trials(tmp_path):
     path.write_text(text.replace("epochs = 2\n", "epochs = 2\nmax_rejected = 3\n", 1))
     res = run_cli("search", str(path), "--json", timeout=300)
     assert res.code == 0, res.stderr
-    counts = json.loads(res.stdout)["counts"]
+    counts = json.loads(res.stdout.splitlines()[-1])["counts"]  # JSON lines: the result last
     assert counts["trained"] == 0 and counts["rejected"] == 3
     res = run_cli("export", str(path), "--device", "nrf52840", cwd=tmp_path)
-    assert_one_line_error(res, "no trained trial fits nrf52840", "no candidate finished training with a usable model", "3 rejected")
+    assert_one_line_error(
+        res,
+        "no trained trial fits nrf52840",
+        "no candidate finished training with a usable model",
+        "3 rejected",
+    )
     res = run_cli("export", str(path), "--all-devices", cwd=tmp_path)
     assert_one_line_error(res, "no trained trial fits any of the study's devices")
     assert not (tmp_path / "export").exists()

@@ -180,7 +180,7 @@ def test_resume_continues_without_repeating_finished_trials(smoke_study, tmp_pat
             assert (t.state, t.params, t.values) == before[t.number]
     # and the same command again has nothing left to do
     res = cli("search", path, "--trials", "6", "--json")
-    assert res.code == 0 and json.loads(res.stdout)["stopped"] == "budget"
+    assert res.code == 0 and json.loads(res.stdout.splitlines()[-1])["stopped"] == "budget"
     assert len(load_trials(path)) == len(after)
 
 

@@ -229,7 +229,9 @@ def test_patience_stops_training(watch, watch_arch):
     r = train_candidate(
         watch_arch,
         watch,
-        quick(epochs=5, patience=1, min_delta=1.0, max_train_samples=160, distill=False, patience_on="metric"),
+        quick(
+            epochs=5, patience=1, min_delta=1.0, max_train_samples=160, distill=False, patience_on="metric"
+        ),
     )
     assert r.stopped_by == "patience" and r.epochs_run == 2 and r.best_epoch == 1
 
@@ -258,7 +260,9 @@ def test_patience_on_validation_loss_waits_for_min_epochs(watch, watch_arch):
 def test_step_floor_raises_the_epochs_and_warmup_ramps_the_lr(watch, watch_arch):
     """160 windows at batch 32 are 5 steps an epoch: a floor of 40 steps makes 2 epochs 8, and
     patience and min_epochs stretch with them."""
-    cfg = quick(epochs=2, max_train_samples=160, distill=False, min_steps=40, warmup=0.25, patience=1, min_epochs=2)
+    cfg = quick(
+        epochs=2, max_train_samples=160, distill=False, min_steps=40, warmup=0.25, patience=1, min_epochs=2
+    )
     assert cfg.planned_epochs(len(watch.train)) == 8 and cfg.stretch(len(watch.train)) == 4
     r = train_candidate(watch_arch, watch, cfg)
     assert r.epochs_planned == 8 and r.epochs_run >= 8 * 2 / 2  # min_epochs 2 x 4
