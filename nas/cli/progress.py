@@ -41,11 +41,11 @@ def eta_text(p) -> str:
 def counts_text(p) -> str:
     """Every candidate analysed, rejected ones included (they cost no budget but they are work)."""
     c = p.counts
-    analysed = c["trained"] + c["stopped_early"] + c.get("no_signal", 0) + c["rejected"] + c["failed"]
-    return (
-        f"analysed {analysed}: {c['trained']} trained, {c['stopped_early']} stopped early, "
-        f"{c.get('no_signal', 0)} no signal, {c['rejected']} rejected, {c['failed']} failed"
-    )
+    parts = [("stopped early", c["stopped_early"]), ("no signal", c.get("no_signal", 0))]
+    parts += [("rejected", c["rejected"]), ("failed", c["failed"])]
+    analysed = c["trained"] + sum(n for _, n in parts)
+    # the categories that happened: all five at once do not fit the live view's 80 columns
+    return f"analysed {analysed}: {c['trained']} trained" + "".join(f", {n} {what}" for what, n in parts if n)
 
 
 def memory_text(d: dict[str, Any]) -> str:

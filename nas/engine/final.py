@@ -113,7 +113,7 @@ def run_final(
     """Train the missing final runs, choose each device's model, test it; returns the choices.
 
     `on_run` receives a small dict after every final run (for the CLI's display)."""
-    from nas.train import train_candidate
+    from nas.train import TrainingFailed, train_candidate
 
     from .teacher_logits import TeacherLogits
 
@@ -139,7 +139,12 @@ def run_final(
             epochs=cfg.budget.epochs, metric=metric, seed=seed, device=device, threads=cfg.study.threads
         )
         t0 = time.perf_counter()
-        result = train_candidate(arch, data, tc, teacher())
+        try:
+            result = train_candidate(arch, data, tc, teacher())
+        except TrainingFailed as e:  # that candidate cannot be chosen; the others still can
+            runs.setdefault(str(number), {})[str(index)] = {"seed": seed, "failed": str(e)}
+            ostudy.set_user_attr(StudyAttr.FINAL, runs)
+            continue
         weights = _upload_weights(store, ostudy, result.state_dict)
         run = FinalRun(
             seed,
@@ -171,9 +176,13 @@ def run_final(
         scored = []
         for t in ts:
             rs = [runs[str(t.number)][str(i)] for i in range(cfg.final.seeds)]
+            if any("failed" in r for r in rs):
+                continue
             mean = statistics.fmean(r["val"][metric] for r in rs)
             fig = TrialRecord(t).figures(dev)
             scored.append((-mean, fig["flash"], fig["sram"], t.number, t, rs, mean))
+        if not scored:
+            continue
         scored.sort(key=lambda s: s[:4])
         _, _, _, number, t, rs, _ = scored[0]
         arch = Arch.from_dict(TrialRecord(t).arch, f"trial {number} arch")

@@ -169,8 +169,15 @@ class CandidateEvaluator:
         stop_reason: list[str] = []
         finished = self.finished_curves() if es.enabled and es.rule == "threshold" else []
         seen: list[float] = []  # the validation curve so far, for the in-flight display
+        shown = [0.0]
 
         def show_epoch() -> None:
+            # at most once a second: on a small split an epoch is one step, and a storage write
+            # per epoch would cost more than the training
+            now = time.monotonic()
+            if seen and now - shown[0] < 1.0:
+                return
+            shown[0] = now
             rung = min((s for s in stops if s > len(seen)), default=None)
             TrialRecord.write_epoch(trial, planned, seen, rung)
 

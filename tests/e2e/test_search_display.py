@@ -18,7 +18,7 @@ from nas.engine.results import count, status_of
 from tests.fixtures import run_cli_here, write_smoke_study
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTCOME = re.compile(r"^\[(\d+:)?\d+:\d\d\] #(\d+) (trained|rejected|stopped early|failed): (.+) \| ")
+OUTCOME = re.compile(r"^\[(\d+:)?\d+:\d\d\] #(\d+) (trained|rejected|stopped early|no signal|failed): (.+) \| ")
 
 
 def _trials(path: str) -> list:
@@ -95,7 +95,14 @@ def test_terminal_shows_the_teacher_the_bar_with_eta_and_the_candidate_in_flight
     done = [i for i, line in enumerate(last) if "done (budget)" in line]
     assert done and last[done[0]].startswith("done (budget) in "), frames[-1]  # its own line
     assert re.search(r"^candidates +━+ +3/3 +ETA 0:00", frames[-1], re.M), frames[-1]
-    assert re.search(r"analysed 3: 3 trained, 0 stopped early, 0 rejected, 0 failed", frames[-1])
+    import optuna
+
+    from nas.engine.results import count
+
+    c = count(optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'smoke.db'}").trials)
+    assert c.trained + c.no_signal == 3 and c.failed == c.rejected == c.stopped_early == 0
+    expect = f"analysed 3: {c.trained} trained" + (f", {c.no_signal} no signal" if c.no_signal else "")
+    assert expect in frames[-1], frames[-1]
 
 
 def test_without_a_terminal_each_teacher_epoch_and_each_finished_candidate_is_one_plain_line(
@@ -110,7 +117,7 @@ def test_without_a_terminal_each_teacher_epoch_and_each_finished_candidate_is_on
     assert "\x1b" not in res.stderr + res.stdout  # no control codes in a log
     trials = _trials(path)
     c = count(trials)
-    assert c.rejected >= 1 and c.trained == 2
+    assert c.rejected >= 1 and c.trained + c.no_signal == 2
     log = res.stderr.splitlines()
     teacher = [re.match(r"^\[\d+:\d\d\] teacher epoch (\d)/2: val_accuracy 0\.\d{4}$", ln) for ln in log]
     assert [m[1] for m in teacher if m] == ["1", "2"], res.stderr
@@ -121,11 +128,19 @@ def test_without_a_terminal_each_teacher_epoch_and_each_finished_candidate_is_on
     for _, m in outcomes:
         t = by_number[int(m[2])]
         assert m[3].replace(" ", "_") == status_of(t)
-        if m[3] == "rejected":
+        if m[3] in ("rejected", "no signal"):
             assert m[4] == t.user_attrs["reason"] and m[4]
         else:
             assert m[4].startswith(f"val_accuracy {t.user_attrs['val']['accuracy']:.4f}, ")
-    assert log[-1].endswith(f"2/2 candidates, {c.rejected} rejected, ETA 0:00")
+    last = max(i for i, _ in outcomes)
+    assert log[last].endswith(f"2/2 candidates, {c.rejected} rejected, ETA 0:00"), log[last]
+    # then one line per final-stage run (each trained candidate's device front: 1 finalist x 2 seeds)
+    final = [
+        ln
+        for ln in log[last + 1 :]
+        if re.match(r"^final stage \d+/\d+: trial \d+ seed [12]/2, validation 0\.\d{4} \(\d+ s\)$", ln)
+    ]
+    assert final and len(final) == len(log[last + 1 :]), log[last + 1 :]
     assert res.stdout.startswith("done (budget) in ")
 
 

@@ -156,7 +156,7 @@ def test_a_sensor_that_reads_nothing_gives_no_signal_candidates_never_a_front(tm
     )
     res = run_cli_here("search", str(path), "--json")
     assert res.code == 0, res.stderr
-    out = json.loads(res.stdout)
+    out = json.loads(res.stdout.splitlines()[-1])
     assert out["counts"]["no_signal"] == 3 and out["counts"]["trained"] == 0, out["counts"]
     st = json.loads(run_cli_here("status", str(path), "--json").stdout)
     assert all(rows == [] for rows in st["fronts"].values())
