@@ -138,6 +138,33 @@ def test_wrongly_typed_arch_fields(tmp_path):
             assert_one_line_error(res)
 
 
+def test_wrongly_typed_opgraph_attributes(tmp_path):
+    """The attributes the memory model computes with are checked, not compared or divided by."""
+    from search_spaces import Arch, graph
+
+    doc = graph(Arch.from_json(_arch(tmp_path).read_text())).to_dict()
+    conv = next(i for i, o in enumerate(doc["ops"]) if "kernel" in o.get("attrs", {}))
+    f = tmp_path / "g.json"
+    for key, value, fragment in (
+        ("kernel", "3", "attrs.kernel: must be a positive integer"),
+        ("kernel", [], "attrs.kernel"),
+        ("groups", 0, "attrs.groups: must be a positive integer"),
+        ("groups", 2, "does not divide"),
+        (None, 5, "attrs: expected an object"),
+    ):
+        bad = json.loads(json.dumps(doc))
+        if key is None:
+            bad["ops"][conv]["attrs"] = value
+        else:
+            bad["ops"][conv]["attrs"][key] = value
+        f.write_text(json.dumps(bad))
+        assert_one_line_error(run_cli_here("memory", f, "--device", "stm32f446re"), str(f), fragment)
+    bad = json.loads(json.dumps(doc))
+    bad["inputs"] = [["acc"]]
+    f.write_text(json.dumps(bad))
+    assert_one_line_error(run_cli_here("memory", f, "--device", "stm32f446re"), "inputs: expected a list")
+
+
 def test_an_npy_renamed_npz_and_a_directory_as_weights_out(tmp_path):
     arch = _arch(tmp_path)
     np.save(tmp_path / "x.npy", np.zeros(3))

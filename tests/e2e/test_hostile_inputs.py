@@ -22,7 +22,13 @@ from hypothesis import strategies as st
 from tests.fixtures import run_cli_here
 
 FAST = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-SLOW = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+# `-m slow` examples per entry point; M2NAS_SLOW_EXAMPLES bounds a run to the time at hand.
+SLOW = settings(
+    max_examples=int(os.environ.get("M2NAS_SLOW_EXAMPLES", "80")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
 
 ODD_VALUES = [
     "-1",
