@@ -321,7 +321,7 @@ def train(
         list[str] | None, typer.Option("--option", help="Dataset option KEY=VALUE; may be repeated.")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda or auto.")] = "auto",
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads.")] = 1,
+    threads: Annotated[int, typer.Option("--threads", min=1, max=1024, help="CPU threads.")] = 1,
     weights_out: Annotated[
         Path | None, typer.Option("--weights-out", help="Save the state_dict here.")
     ] = None,
