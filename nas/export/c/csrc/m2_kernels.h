@@ -95,17 +95,21 @@ static inline int32_t m2_requant(int64_t acc, int32_t mult, int shift, int32_t l
 #define M2_NOINLINE
 #endif
 /* The dot products a model links, by weight bit-width of its dense layers (conv, pointwise,
-   linear): model.c defines M2_W8 / M2_WLOW from its layers (both on when undefined), so the
+   linear): model.c defines M2_W8 / M2_W4 / M2_W2 from its layers (all on when undefined), so the
    fast path of a bit-width no layer has is dead code and is not in flash. A guarded-off path falls
    back to the generic loops: a wrong definition costs speed, never a wrong result. */
 #ifndef M2_W8
 #define M2_W8 1
 #endif
-#ifndef M2_WLOW
-#define M2_WLOW 1
+#ifndef M2_W4
+#define M2_W4 1
 #endif
+#ifndef M2_W2
+#define M2_W2 1
+#endif
+#define M2_WLOW (M2_W4 || M2_W2)
 #define M2_DOT8_OK(wbits) (M2_W8 && (wbits) == 8)
-#define M2_DOTLOW_OK(wbits, K) (M2_WLOW && (wbits) != 8 && ((K) * (wbits)) % 8 == 0)
+#define M2_DOTLOW_OK(wbits, K) (((M2_W4 && (wbits) == 4) || (M2_W2 && (wbits) == 2)) && ((K) * (wbits)) % 8 == 0)
 #if defined(__ARM_FEATURE_DSP)
 /* Cortex-M4 / M7 (ACLE intrinsics, compiler built-ins): SXTB16 / UXTB16 widen bytes 0, 2 (or 1, 3
    after a rotation) of a word into two 16-bit lanes, SMLAD multiplies two lane pairs and adds both
@@ -330,7 +334,7 @@ static M2_NOINLINE void m2_dot_low(const uint8_t *col, int32_t cs, int sgn, cons
     const int32_t KB = K * bits / 8;
     const uint8_t *w0 = w, *w1 = n > 1 ? w + ws : w, *w2 = n > 2 ? w + 2 * ws : w, *w3 = n > 3 ? w + 3 * ws : w;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, kb, f, k = 0;
-    if (bits == 4) {
+    if (M2_W4 && (!M2_W2 || bits == 4)) { /* callers pass only the widths M2_DOTLOW_OK lets through */
 #if defined(__ARM_FEATURE_DSP)
         M2_DSP_CASES(M2_DOT4_DSP)
         a0 /= 16; /* exact: every product was 16 x the weight's */
