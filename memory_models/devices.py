@@ -49,7 +49,10 @@ class Runtime(_Strict):
     ram_bytes: NonNegativeInt = Field(description="stack and runtime state outside the tensor arena")
     kernel_flash_bytes: dict[str, NonNegativeInt] = Field(
         default_factory=dict,
-        description="code size of each operator kernel linked in; key 'default' for the rest",
+        description=(
+            "code size of each kernel unit linked in (an op kind, or a unit named in kernel_units); "
+            "`a+b`: code of unit a present only when b is linked too; key 'default' for the rest"
+        ),
     )
     kernel_units: dict[str, list[str]] = Field(
         default_factory=dict,

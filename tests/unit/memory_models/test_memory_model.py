@@ -340,3 +340,19 @@ def test_op_kind_groups_are_one_vocabulary():
         assert getattr(GroupOp, name) <= GroupOp.ALL, name
     assert emit._SUPPORTED is GroupOp.C_SUPPORTED
     assert OpKind.CONV1D == "conv1d" and "conv1d" in GroupOp.IM2COL
+
+
+def test_kernel_units_are_linked_once_with_their_bit_width_variants():
+    """A kernel shared by several op kinds counts once; the dot product of a weight bit-width (and its
+    call sites in the kernels, the `a+b` entries) only when some dense layer has that width."""
+    rt = STM.runtime
+    k = rt.kernel_flash_bytes
+    conv_pw = k["conv"] + k["pwconv"]
+    only8 = rt.kernels_bytes({"conv1d", "pointwise_conv1d", "linear"}, {"conv1d@8", "linear@8"})
+    assert only8 == conv_pw + k["dot8"] + k["conv+dot8"] + k["pwconv+dot8"]
+    with4 = rt.kernels_bytes({"conv1d", "linear"}, {"conv1d@4", "linear@8"})
+    low = k["dotlow"] + k["dot4"] + k["conv+dotlow"] + k["pwconv+dotlow"] + k["conv+dot4"] + k["pwconv+dot4"]
+    assert with4 == only8 + low
+    # a depthwise layer's bit-width links no dot product; a kind without a unit of its own: default
+    assert rt.kernels_bytes({"depthwise_conv2d"}, {"depthwise_conv2d@2"}) == k["dwconv"]
+    assert rt.kernels_bytes({"resize"}) == k["default"]
