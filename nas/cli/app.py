@@ -296,7 +296,7 @@ def _front_lines(title: str, metric: str, rows: list[dict]) -> None:
     width = max(40, console.width)
     heads = [c.format(metric=metric) for c in _FRONT_COLS]
     cells = [_front_cells(r) for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(heads)]
     console.print(f"\n{title}", markup=False, soft_wrap=True)
     if not rows:
         console.print("  no trained candidate fits yet", markup=False)

@@ -69,9 +69,9 @@ def test_a_byte_order_mark_is_no_syntax_error(study):
 @pytest.mark.parametrize(
     "old, new, fragment",
     [
-        ('limits = { flash = "5K" }', 'limits = { flash = "0K" }', "less than one byte"),
-        ('limits = { flash = "5K" }', 'limits = { flash = "0.0001K" }', "less than one byte"),
-        ('limits = { flash = "5K" }', "limits = { flash = true }", "expected bytes"),
+        ('limits = { flash = "6K" }', 'limits = { flash = "0K" }', "less than one byte"),
+        ('limits = { flash = "6K" }', 'limits = { flash = "0.0001K" }', "less than one byte"),
+        ('limits = { flash = "6K" }', "limits = { flash = true }", "expected bytes"),
         ("seed = 0", "seed = -1", "study.seed"),
         ('preset = "micro"', "preset = []", "unknown search-space preset"),
         ("seed = 0", "seed = 4294967296", "study.seed"),
