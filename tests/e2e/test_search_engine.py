@@ -145,7 +145,7 @@ def test_no_rejected_candidate_is_ever_trained(tmp_path, monkeypatch):
 
     path = write_smoke_study(tmp_path, trials=3)
     text = Path(path).read_text().replace('limits = { flash = "6K" }', 'limits = { flash = "4600" }')
-    text = text.replace('limits = { sram = "2K" }', 'limits = { sram = "1600" }')
+    text = text.replace('limits = { sram = "1700" }', 'limits = { sram = "1600" }')
     Path(path).write_text(text)
     study = load_study(path)
     trained: list[Arch] = []
@@ -348,7 +348,7 @@ BAD_STUDIES = {
     "budget-nothing-meets": (
         [
             ('limits = { flash = "6K" }', 'limits = { flash = "3000" }'),
-            ('limits = { sram = "2K" }', 'limits = { sram = "600" }'),
+            ('limits = { sram = "1700" }', 'limits = { sram = "600" }'),
         ],
         ["no candidate of this search space can meet any device budget", "over)"],
     ),
