@@ -51,6 +51,11 @@ class Buffers:
     requant_pairs: int
     kernel_kinds: frozenset[str]
     per_layer_peak_bytes: int
+    # The kernels' bit-width variants a graph needs (`kind@weight_bits` of every weighted op), the
+    # runtime's per-op code (calls, descriptors) and lookup tables (sigmoid), for the flash model.
+    weighted_bits: frozenset[str] = frozenset()
+    op_code_bytes: int = 0
+    lut_bytes: int = 0
 
     @property
     def n_ops(self) -> int:
@@ -72,6 +77,9 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
     im2col_cols = runtime.im2col_columns
     im2col_bytes = runtime.im2col_element_bytes
     pair_bytes = runtime.requant_param_bytes
+    code_per_op, code_per_input = runtime.op_code_bytes, runtime.op_input_code_bytes
+    code_default = runtime.op_table_bytes
+    lut = runtime.sigmoid_lut_bytes
     tensors = graph.tensors
     names: list[str] = []
     size: list[int] = []
@@ -100,6 +108,8 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
     weight_bytes = bias_bytes = total_pairs = per_layer = const_bytes = act_bytes = 0
     cycles = 0.0
     kinds = set()
+    wkinds = set()
+    op_code = lut_bytes = 0
     for i, op in enumerate(graph.ops):
         kind = op.kind
         ins: list[int] = []
@@ -124,6 +134,9 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
             op_view.append(True)
         else:
             kinds.add(kind)
+            op_code += code_per_op.get(kind, code_default)
+            if code_per_input and kind in code_per_input:
+                op_code += code_per_input[kind] * len(op.inputs)
             out_bytes = 0
             for name in outs:
                 t = tensors[name]
@@ -167,6 +180,9 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
                 pairs = op.scales or (tensors[outs[0]].shape[0] if op.quant == "per_channel" else 1)
                 if wbits < in_bits:
                     in_bits = wbits
+                wkinds.add(f"{kind}@{wbits}")
+                if lut and op.attrs.get("activation") == "sigmoid":
+                    lut_bytes += lut
             else:
                 wb = (op.weights * op.weight_bits + 7) // 8 if op.weights else 0
                 pairs = len(op.inputs) if kind in _PAIR_PER_INPUT else (1 if kind in _ONE_PAIR else 0)
@@ -213,6 +229,9 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
         requant_pairs=total_pairs,
         kernel_kinds=frozenset(kinds),
         per_layer_peak_bytes=per_layer,
+        weighted_bits=frozenset(wkinds),
+        op_code_bytes=op_code,
+        lut_bytes=lut_bytes,
     )
 
 

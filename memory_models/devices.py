@@ -52,9 +52,31 @@ class Runtime(_Strict):
     ram_bytes: NonNegativeInt = Field(description="stack and runtime state outside the tensor arena")
     kernel_flash_bytes: dict[str, NonNegativeInt] = Field(
         default_factory=dict,
-        description="code size of each operator kernel linked in; key 'default' for the rest",
+        description=(
+            "code size of each kernel unit linked in (an op kind, or a unit named in kernel_units); "
+            "`a+b`: code of unit a present only when b is linked too; key 'default' for the rest"
+        ),
     )
-    op_table_bytes: NonNegativeInt = Field(32, description="per-op descriptor (offsets, shapes) in flash")
+    kernel_units: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            "the code units (keys of kernel_flash_bytes) an op kind links, when kernels are shared or "
+            "have bit-width variants: `kind` for any op of that kind, `kind@bits` also for a weighted op "
+            "with weights of that width; a kind not listed links the unit of its own name"
+        ),
+    )
+    op_table_bytes: NonNegativeInt = Field(
+        32, description="per-op descriptor or call in flash (ops of kinds op_code_bytes does not list)"
+    )
+    op_code_bytes: dict[str, NonNegativeInt] = Field(
+        default_factory=dict, description="per-op descriptor or call in flash, by op kind"
+    )
+    op_input_code_bytes: dict[str, NonNegativeInt] = Field(
+        default_factory=dict, description="added per input of an op of that kind (joins: one call per input)"
+    )
+    sigmoid_lut_bytes: NonNegativeInt = Field(
+        0, description="lookup table of a quantized sigmoid fused into a layer (gating), per layer"
+    )
     requant_param_bytes: NonNegativeInt = Field(
         8, description="bytes per requantization pair (multiplier, shift)"
     )
@@ -80,6 +102,22 @@ class Runtime(_Strict):
     def kernel_bytes(self, kind: str) -> int:
         k = self.kernel_flash_bytes
         return k.get(kind, k.get("default", 0))
+
+    def kernels_bytes(self, kinds, weighted_bits=()) -> int:
+        """Code of the kernels linked for ops of `kinds` (and `kind@bits` variants): each unit once,
+        plus every `a+b` entry of kernel_flash_bytes whose parts are all linked (the code of unit a
+        that only exists with unit b, e.g. a convolution's call sites of the 8-bit dot product)."""
+        units = self.kernel_units
+        linked: set[str] = set()
+        for kind in kinds:
+            linked.update(units.get(kind, (kind,)))
+        for key in weighted_bits:
+            linked.update(units.get(key, ()))
+        total = sum(self.kernel_bytes(u) for u in linked)
+        for key, size in self.kernel_flash_bytes.items():
+            if "+" in key and all(p in linked for p in key.split("+")):
+                total += size
+        return total
 
 
 class Device(_Strict):

@@ -2,8 +2,12 @@
 
 flash = packed weights (ceil(n * bits / 8) per layer) + int32 biases + requantization parameters
 (one (multiplier, shift) pair per output channel of a per-channel layer, per tensor otherwise, per
-input of a join) + one descriptor per op + the code of each operator kernel the graph uses + the
-runtime itself.
+input of a join; and the lookup table of a fused sigmoid) + one descriptor or call per op (by op
+kind) + the code of each kernel unit the graph links (shared kernels and bit-width variants once,
+see `Runtime.kernels_bytes`) + the runtime itself.
+
+For the m2nas-c runtime on Cortex-M the device files' figures are arm-none-eabi-gcc's section sizes
+of the generated model.c (-Os), so `total` predicts text + data of model.o (issue 15: within 5%).
 """
 
 from __future__ import annotations
@@ -45,12 +49,11 @@ class FlashBreakdown:
 
 
 def flash_breakdown(bufs: Buffers, runtime: Runtime) -> FlashBreakdown:
-    n_ops = bufs.n_ops - sum(bufs.op_is_view)
     return FlashBreakdown(
         weights=bufs.weight_bytes,
         biases=bufs.bias_bytes,
-        quant_params=bufs.requant_pairs * runtime.requant_param_bytes,
-        op_table=n_ops * runtime.op_table_bytes,
-        kernels=sum(runtime.kernel_bytes(k) for k in bufs.kernel_kinds),
+        quant_params=bufs.requant_pairs * runtime.requant_param_bytes + bufs.lut_bytes,
+        op_table=bufs.op_code_bytes,
+        kernels=runtime.kernels_bytes(bufs.kernel_kinds, bufs.weighted_bits),
         runtime=runtime.flash_bytes,
     )

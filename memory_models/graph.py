@@ -64,6 +64,27 @@ class Op:
         return (self.weights * self.weight_bits + 7) // 8
 
 
+def _positive_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+
+def _check_attrs(op: Op, tensors: dict[str, Tensor], where: str) -> None:
+    """The attributes the memory model computes with (the im2col scratch of a convolution reads the
+    kernel size and the groups): a string kernel or zero groups would otherwise fail as a Python
+    comparison or a division deep in the analysis. Other attributes are carried, not read."""
+    if not isinstance(op.attrs, dict):
+        raise InputError(f"{where}.attrs: expected an object of attributes")
+    k = op.attrs.get("kernel", 1)
+    if not (_positive_int(k) or (isinstance(k, list | tuple) and k and all(_positive_int(d) for d in k))):
+        raise InputError(f"{where}.attrs.kernel: must be a positive integer or a list of them, got {k!r}")
+    g = op.attrs.get("groups", 1)
+    if not _positive_int(g):
+        raise InputError(f"{where}.attrs.groups: must be a positive integer, got {g!r}")
+    cin = tensors[op.inputs[0]].shape[0] if op.inputs and op.inputs[0] in tensors else g
+    if isinstance(cin, int) and cin % g:
+        raise InputError(f"{where}.attrs.groups: {g} does not divide the {cin} input channels")
+
+
 @dataclass(slots=True)
 class OpGraph:
     """Ops in a valid execution order (the "naive" order), tensors by name, graph inputs and outputs."""
@@ -148,6 +169,7 @@ class OpGraph:
                 not isinstance(op.scratch_bytes, int) or op.scratch_bytes < 0
             ):
                 raise InputError(f"{where}.scratch_bytes: must be a non-negative integer or absent")
+            _check_attrs(op, self.tensors, where)
             if op.kind in GroupOp.WEIGHTED and op.weights == 0:
                 raise InputError(f"{where}.weights: a {op.kind} op must have weights")
             if op.kind in GroupOp.ALIAS:
@@ -222,6 +244,13 @@ class OpGraph:
         for key in ("tensors", "ops", "inputs", "outputs"):
             if not isinstance(d.get(key), list):
                 raise InputError(f"{source}: {key}: missing or not a list")
+        for key in ("inputs", "outputs"):
+            if not all(isinstance(x, str) for x in d[key]):
+                raise InputError(f"{source}: {key}: expected a list of tensor names")
+        if not isinstance(d.get("meta", {}), dict):
+            raise InputError(f"{source}: meta: expected an object")
+        if not isinstance(d.get("name", "graph"), str):
+            raise InputError(f"{source}: name: expected a string")
         tensors: dict[str, Tensor] = {}
         for i, t in enumerate(d["tensors"]):
             where = f"{source}: tensors[{i}]"
@@ -248,6 +277,8 @@ class OpGraph:
             for key in ("inputs", "outputs"):
                 if not isinstance(o.get(key), list) or not all(isinstance(x, str) for x in o[key]):
                     raise InputError(f"{where}.{key}: missing or not a list of tensor names")
+            if not isinstance(o.get("attrs", {}), dict):
+                raise InputError(f"{where}.attrs: expected an object of attributes")
             ops.append(
                 Op(
                     name=o["name"],

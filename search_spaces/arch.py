@@ -188,6 +188,7 @@ class Arch:
     @classmethod
     def from_dict(cls, d: Any, source: str = "arch") -> Arch:
         check_document(d, source, FORMAT, VERSION, "Arch")
+        _check_fields(d, ARCH_FIELDS, source, "")
         try:
             arch = cls(
                 classes=d["classes"],
@@ -228,23 +229,25 @@ class Arch:
         def fail(where: str, msg: str):
             raise InputError(f"{source}: {where}: {msg}")
 
-        if not isinstance(self.classes, int) or self.classes < 2:
-            fail("classes", f"must be an integer >= 2, got {self.classes!r}")
+        if not _is_int(self.classes) or not 2 <= self.classes <= MAX_WIDTH:
+            fail("classes", f"must be an integer in 2..{MAX_WIDTH}, got {self.classes!r}")
         if not self.branches:
             fail("branches", "at least one modality is needed")
         if not self.used:
             fail("branches", "every modality is marked unused; at least one must be used")
         names = [b.modality for b in self.branches]
+        if any(not n.strip() for n in names):
+            fail("branches", "every modality needs a name")
         if len(set(names)) != len(names):
             fail("branches", "duplicate modality names")
         for i, b in enumerate(self.branches):
             where = f"branches[{i}] ({b.modality})"
             if len(b.input_shape) not in (2, 3) or any(
-                not isinstance(n, int) or n < 1 for n in b.input_shape
+                not _is_int(n) or not 1 <= n <= MAX_INPUT for n in b.input_shape
             ):
                 fail(
                     f"{where}.input_shape",
-                    f"must be (C, L) or (C, H, W) with positive sizes, got {b.input_shape}",
+                    f"must be (C, L) or (C, H, W) with sizes in 1..{MAX_INPUT}, got {b.input_shape}",
                 )
             if b.input_bits not in BITS:
                 fail(f"{where}.input_bits", f"must be one of {BITS}")
@@ -253,6 +256,16 @@ class Arch:
         for j, blk in enumerate(self.trunk):
             _check_block(blk, f"trunk[{j}]", fail)
         f = self.fusion
+        # Read even with one used modality (where the fusion is not built), so that a stored arch never
+        # carries a value no code path would accept once a second sensor is switched on.
+        if f.point not in FUSION_POINTS:
+            fail("fusion.point", f"must be one of {FUSION_POINTS}, got {f.point!r}")
+        if f.op not in FUSION_OPS:
+            fail("fusion.op", f"must be one of {FUSION_OPS}, got {f.op!r}")
+        if not 0 <= f.channels <= MAX_WIDTH or not 0 <= f.rank <= MAX_WIDTH:
+            fail("fusion", f"channels and rank must be in 0..{MAX_WIDTH}, got {f.channels} and {f.rank}")
+        if f.weight_bits not in BITS or f.act_bits not in BITS:
+            fail("fusion", f"weight_bits and act_bits must be in {BITS}")
         if self.fused:
             if f.point not in FUSION_POINTS:
                 fail("fusion.point", f"must be one of {FUSION_POINTS}, got {f.point!r}")
@@ -287,10 +300,10 @@ class Arch:
                     fail("trunk", "late fusion has no trunk (blocks after fusion act on feature maps)")
                 if any(not b.blocks for b in self.used):
                     fail("branches", "late fusion needs at least one block in every used branch")
-            if f.op in ("add", "gate", "lowrank") and f.channels < 1:
-                fail("fusion.channels", f"{f.op} fusion projects to a width: must be >= 1")
-            if f.op == "lowrank" and f.rank < 1:
-                fail("fusion.rank", "low-rank fusion needs rank >= 1")
+            if f.op in ("add", "gate", "lowrank") and not 1 <= f.channels <= MAX_WIDTH:
+                fail("fusion.channels", f"{f.op} fusion projects to a width: must be in 1..{MAX_WIDTH}")
+            if f.op == "lowrank" and not 1 <= f.rank <= MAX_WIDTH:
+                fail("fusion.rank", f"low-rank fusion needs a rank in 1..{MAX_WIDTH}")
             if f.weight_bits not in BITS or f.act_bits not in BITS:
                 fail("fusion", f"weight_bits and act_bits must be in {BITS}")
         else:
@@ -298,14 +311,106 @@ class Arch:
             if not only.blocks and not self.trunk:
                 fail("branches", f"modality {only.modality!r} has no blocks")
         h = self.head
-        if len(h.hidden) > 2 or any(not isinstance(u, int) or u < 1 for u in h.hidden):
-            fail("head.hidden", "0 to 2 hidden layers of positive width")
+        if len(h.hidden) > 2 or any(not _is_int(u) or not 1 <= u <= MAX_WIDTH for u in h.hidden):
+            fail("head.hidden", f"0 to 2 hidden layers of width 1..{MAX_WIDTH}")
         n = len(h.hidden) + 1
         if len(h.weight_bits) != n or len(h.act_bits) != n:
             fail("head", f"weight_bits and act_bits need {n} entries (hidden layers, then the classifier)")
         if any(b not in BITS for b in h.weight_bits + h.act_bits):
             fail("head", f"bit-widths must be in {BITS}")
         return self
+
+
+# The JSON shape of an Arch: every field's type, and which fields must be there. Checked before any
+# dataclass is built so that a hand-edited file with `"kernel": "3"`, `"used": 0`, `"channels": 8.0`
+# or a stray key is answered with the field's path, instead of being coerced by Python's duck typing
+# into a graph that means something else (a float channel count, a truthy string) or a crash deep in
+# the builder. Ranges are `validate`'s job; types are this table's.
+_INT, _STR, _BOOL, _INTS = "an integer", "a string", "true or false", "a list of integers"
+BLOCK_FIELDS: dict[str, Any] = {
+    "op": _STR,
+    "kernel": _INT,
+    "channels": _INT,
+    "stride": _INT,
+    "pool": _INT,
+    "expand": _INT,
+    "weight_bits": _INTS,
+    "act_bits": _INTS,
+}
+BRANCH_FIELDS: dict[str, Any] = {
+    "modality": _STR,
+    "input_shape": _INTS,
+    "used": _BOOL,
+    "input_bits": _INT,
+    "blocks": [BLOCK_FIELDS],
+}
+FUSION_FIELDS: dict[str, Any] = {
+    "point": _STR,
+    "op": _STR,
+    "channels": _INT,
+    "rank": _INT,
+    "weight_bits": _INT,
+    "act_bits": _INT,
+}
+HEAD_FIELDS: dict[str, Any] = {"hidden": _INTS, "weight_bits": _INTS, "act_bits": _INTS}
+ARCH_FIELDS: dict[str, Any] = {
+    "format": _STR,
+    "version": _INT,
+    "classes": _INT,
+    "branches": [BRANCH_FIELDS],
+    "fusion": FUSION_FIELDS,
+    "trunk": [BLOCK_FIELDS],
+    "head": HEAD_FIELDS,
+}
+REQUIRED = {
+    id(ARCH_FIELDS): ("classes", "branches"),
+    id(BRANCH_FIELDS): ("modality", "input_shape"),
+    id(BLOCK_FIELDS): ("op", "kernel", "channels"),
+}
+# Sizes past these are typing slips (2**40 channels), not networks for a microcontroller; the
+# limits are far above every preset (256 channels, kernels up to 9) and keep arithmetic and the
+# builder's allocations finite.
+MAX_WIDTH = 1 << 16
+MAX_INPUT = 1 << 24
+MAX_KERNEL = 255
+MAX_EXPAND = 64
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_fields(d: Any, schema: dict[str, Any], source: str, where: str) -> None:
+    """`d` has the fields of `schema` and no others, each of its type; raises naming the path."""
+    at = where or "arch"
+    if not isinstance(d, dict):
+        raise InputError(f"{source}: {at}: expected a JSON object, got {json.dumps(d)[:40]}")
+    for key in d:
+        if key not in schema:
+            raise InputError(f"{source}: {where + '.' if where else ''}{key}: unknown field")
+    for key in REQUIRED.get(id(schema), ()):
+        if key not in d:
+            raise InputError(f"{source}: {where + '.' if where else ''}{key}: required field is missing")
+    for key, kind in schema.items():
+        if key not in d:
+            continue
+        v, path = d[key], f"{where + '.' if where else ''}{key}"
+        if isinstance(kind, dict):
+            _check_fields(v, kind, source, path)
+        elif isinstance(kind, list):
+            if not isinstance(v, list):
+                raise InputError(f"{source}: {path}: expected a list, got {json.dumps(v)[:40]}")
+            for i, item in enumerate(v):
+                _check_fields(item, kind[0], source, f"{path}[{i}]")
+        else:
+            ok = {
+                _INT: _is_int(v),
+                _STR: isinstance(v, str),
+                _BOOL: isinstance(v, bool),
+                _INTS: isinstance(v, list) and all(_is_int(x) for x in v),
+            }[kind]
+            if not ok:
+                raise InputError(f"{source}: {path}: expected {kind}, got {json.dumps(v)[:40]}")
 
 
 def _block(d: dict) -> Block:
@@ -315,10 +420,14 @@ def _block(d: dict) -> Block:
 def _check_block(blk: Block, where: str, fail) -> None:
     if blk.op not in BLOCK_OPS:
         fail(f"{where}.op", f"must be one of {BLOCK_OPS}, got {blk.op!r}")
-    if blk.kernel < 1 or blk.kernel % 2 == 0:
-        fail(f"{where}.kernel", f"must be a positive odd number, got {blk.kernel}")
-    if blk.channels < 1 or blk.stride not in (1, 2) or blk.pool not in (1, 2) or blk.expand < 1:
-        fail(where, "channels >= 1, stride and pool in (1, 2), expand >= 1")
+    if not 1 <= blk.kernel <= MAX_KERNEL or blk.kernel % 2 == 0:
+        fail(f"{where}.kernel", f"must be a positive odd number up to {MAX_KERNEL}, got {blk.kernel}")
+    if not 1 <= blk.channels <= MAX_WIDTH:
+        fail(f"{where}.channels", f"must be in 1..{MAX_WIDTH}, got {blk.channels}")
+    if blk.stride not in (1, 2) or blk.pool not in (1, 2):
+        fail(where, f"stride and pool must be 1 or 2, got {blk.stride} and {blk.pool}")
+    if not 1 <= blk.expand <= MAX_EXPAND:
+        fail(f"{where}.expand", f"must be in 1..{MAX_EXPAND}, got {blk.expand}")
     n = layers_in_block(blk.op, blk.expand)
     if len(blk.weight_bits) != n or len(blk.act_bits) != n:
         fail(

@@ -328,7 +328,7 @@ def _front_lines(title: str, metric: str, rows: list[dict]) -> None:
     width = max(40, console.width)
     heads = [c.format(metric=metric) for c in _FRONT_COLS]
     cells = [_front_cells(r) for r in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(heads)]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(heads)]
     console.print(f"\n{title}", markup=False, soft_wrap=True)
     if not rows:
         console.print("  no trained candidate fits yet", markup=False)
@@ -353,7 +353,7 @@ def train(
         list[str] | None, typer.Option("--option", help="Dataset option KEY=VALUE; may be repeated.")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda or auto.")] = "auto",
-    threads: Annotated[int, typer.Option("--threads", help="CPU threads.")] = 1,
+    threads: Annotated[int, typer.Option("--threads", min=1, max=1024, help="CPU threads.")] = 1,
     weights_out: Annotated[
         Path | None, typer.Option("--weights-out", help="Save the state_dict here.")
     ] = None,

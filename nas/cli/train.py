@@ -9,7 +9,6 @@ settings. Prints the validation metrics at the best epoch (a table, or JSON with
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +35,31 @@ def load_arch_file(path: Path):
 
 
 def check_writable_file(path: Path, flag: str) -> None:
-    """Refuse an output file that cannot be written, before the training it would hold is run."""
+    """Refuse an output file that cannot be written, before the training it would hold is run.
+
+    Tried, not inferred from permission bits: as root (containers, CI) mode bits stop nothing, and
+    only an attempt tells a writable folder from a read-only mount or a path under /proc. The probe
+    is a temporary file in the nearest folder that exists: nothing is left behind, and no missing
+    folder is created before the training succeeds."""
+    import tempfile
+
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{flag} {path}: is a directory, expected a file name")
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
-    if (
-        not parent.is_dir()
-        or not os.access(parent, os.W_OK)
-        or (path.exists() and not os.access(path, os.W_OK))
-    ):
-        raise InputError(f"{flag} {path}: cannot be written")
+    if not parent.is_dir():
+        raise InputError(f"{flag} {path}: cannot be written ({parent} is not a folder)")
+    try:
+        if path.exists():
+            with open(path, "ab"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=parent, prefix=".m2nas-write-check-"):
+                pass
+    except OSError as e:
+        raise InputError(f"{flag} {path}: cannot be written ({e.strerror or e})") from None
 
 
 def train_command(

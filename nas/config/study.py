@@ -32,6 +32,11 @@ METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
 MINIMIZABLE = FIGURES
 
 
+# Upper bounds of fields whose huge values are typing slips that would fail deep in torch or time.sleep.
+MAX_THREADS = 1024
+DAY_S = 86_400
+
+
 class _Table(BaseModel):
     # inf and nan are never a useful setting (`lr = inf` fails every candidate): refuse them here.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -63,10 +68,10 @@ class StudySection(_Table):
     sampler: Literal["tpe", "nsga2", "gp", "random"] = "tpe"
     storage: str | None = Field(None, description="SQLAlchemy URL; default sqlite file beside the study")
     artifacts: str | None = Field(None, description="artifact directory; default <study>_artifacts beside it")
-    threads: Annotated[int, Field(ge=1)] = 1
+    threads: Annotated[int, Field(ge=1, le=MAX_THREADS)] = 1  # torch takes a C int
     device: Literal["cpu", "cuda", "auto"] = "cpu"
-    heartbeat_s: Annotated[int, Field(ge=1)] = 10
-    grace_s: Annotated[int, Field(ge=2)] = 30
+    heartbeat_s: Annotated[int, Field(ge=1, le=DAY_S)] = 10  # a sleep: past a day is a typo
+    grace_s: Annotated[int, Field(ge=2, le=DAY_S)] = 30
     max_retry: Annotated[int, Field(ge=0)] = 2
     devices_file: str | None = Field(None, description="extra device TOML, relative to the study file")
     # An arch already trained (or being trained) in the study is recorded as a rejected duplicate

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +69,9 @@ def test_a_byte_order_mark_is_no_syntax_error(study):
 @pytest.mark.parametrize(
     "old, new, fragment",
     [
-        ('limits = { flash = "5K" }', 'limits = { flash = "0K" }', "less than one byte"),
-        ('limits = { flash = "5K" }', 'limits = { flash = "0.0001K" }', "less than one byte"),
-        ('limits = { flash = "5K" }', "limits = { flash = true }", "expected bytes"),
+        ('limits = { flash = "6K" }', 'limits = { flash = "0K" }', "less than one byte"),
+        ('limits = { flash = "6K" }', 'limits = { flash = "0.0001K" }', "less than one byte"),
+        ('limits = { flash = "6K" }', "limits = { flash = true }", "expected bytes"),
         ("seed = 0", "seed = -1", "study.seed"),
         ('preset = "micro"', "preset = []", "unknown search-space preset"),
         ("seed = 0", "seed = 4294967296", "study.seed"),
@@ -110,8 +114,6 @@ def _arch(tmp_path) -> Path:
 
 
 def test_wrongly_typed_arch_fields(tmp_path):
-    import json
-
     arch = json.loads(_arch(tmp_path).read_text())
     f = tmp_path / "bad.json"
 
@@ -136,6 +138,33 @@ def test_wrongly_typed_arch_fields(tmp_path):
             assert_one_line_error(res)
 
 
+def test_wrongly_typed_opgraph_attributes(tmp_path):
+    """The attributes the memory model computes with are checked, not compared or divided by."""
+    from search_spaces import Arch, graph
+
+    doc = graph(Arch.from_json(_arch(tmp_path).read_text())).to_dict()
+    conv = next(i for i, o in enumerate(doc["ops"]) if "kernel" in o.get("attrs", {}))
+    f = tmp_path / "g.json"
+    for key, value, fragment in (
+        ("kernel", "3", "attrs.kernel: must be a positive integer"),
+        ("kernel", [], "attrs.kernel"),
+        ("groups", 0, "attrs.groups: must be a positive integer"),
+        ("groups", 2, "does not divide"),
+        (None, 5, "attrs: expected an object"),
+    ):
+        bad = json.loads(json.dumps(doc))
+        if key is None:
+            bad["ops"][conv]["attrs"] = value
+        else:
+            bad["ops"][conv]["attrs"][key] = value
+        f.write_text(json.dumps(bad))
+        assert_one_line_error(run_cli_here("memory", f, "--device", "stm32f446re"), str(f), fragment)
+    bad = json.loads(json.dumps(doc))
+    bad["inputs"] = [["acc"]]
+    f.write_text(json.dumps(bad))
+    assert_one_line_error(run_cli_here("memory", f, "--device", "stm32f446re"), "inputs: expected a list")
+
+
 def test_an_npy_renamed_npz_and_a_directory_as_weights_out(tmp_path):
     arch = _arch(tmp_path)
     np.save(tmp_path / "x.npy", np.zeros(3))
@@ -155,13 +184,69 @@ def test_truncated_weights_are_refused_without_torch_advice(study, tmp_path):
     assert "weights_only" not in res.stderr
 
 
-def test_unwritable_artifacts_folder_is_found_before_training(study, monkeypatch):
-    import nas.engine.storage as storage
+def _unwritable_places(tmp_path: Path) -> list[Path]:
+    """Folders nobody can write to, even root (mode bits stop nothing there): one under a regular
+    file, one under /proc, and a read-only tmpfs where this process may mount one."""
+    (tmp_path / "a_file").write_text("x")
+    places = [tmp_path / "a_file" / "sub", Path("/proc/1/m2nas-probe")]
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(ro)], capture_output=True)
+    if mounted.returncode == 0:
+        if subprocess.run(["mount", "-o", "remount,ro", str(ro)], capture_output=True).returncode == 0:
+            places.append(ro / "art")
+    return places
 
-    def refuse(*a, **k):
-        raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(storage.tempfile, "NamedTemporaryFile", refuse)
-    assert_one_line_error(
-        run_cli_here("search", study, "--trials", "8"), "artifacts folder", "cannot be written"
-    )
+@pytest.fixture
+def unwritable(tmp_path):
+    places = _unwritable_places(tmp_path)
+    yield places
+    if os.path.ismount(tmp_path / "ro"):
+        subprocess.run(["umount", str(tmp_path / "ro")], capture_output=True)
+
+
+def test_unwritable_artifacts_folder_is_found_before_training(study, unwritable):
+    for place in unwritable:
+        path = edited(study, 'sampler = "random"', f'sampler = "random"\nartifacts = "{place}"', "unwritable")
+        before = path.with_suffix(".db").read_bytes()
+        assert_one_line_error(
+            run_cli_here("search", path, "--trials", "8"), "artifacts folder", "cannot be written"
+        )
+        assert path.with_suffix(".db").read_bytes() == before  # no trial was started
+
+
+def test_unwritable_weights_out_is_found_before_training(tmp_path, unwritable):
+    arch = _arch(tmp_path)
+    t0 = time.monotonic()
+    for place in unwritable:
+        res = run_cli_here(
+            "train", arch, "--dataset", "watch", "--weights-out", place / "w.pt", "--no-distill"
+        )
+        assert_one_line_error(res, "--weights-out", "cannot be written")
+    assert time.monotonic() - t0 < 30  # refused before the data were even loaded
+
+
+def test_every_arch_entry_point_names_the_file_and_field(study, tmp_path):
+    """A hand-edited Arch JSON with a stray or wrongly typed field is refused at load by `memory`,
+    `train` and `export` (which reads each trial's stored arch.json), naming the file and field."""
+    good = json.loads(_arch(tmp_path).read_text())
+    for edit, field in (
+        (lambda d: d.update(inputs=5), "inputs: unknown field"),
+        (lambda d: d["branches"][0].update(used=1), "branches[0].used: expected true or false"),
+        (lambda d: d["branches"][0]["blocks"][0].update(channels=8.0), "channels: expected an integer"),
+        (lambda d: d["head"].update(hidden=[2**40]), "head.hidden"),
+    ):
+        doc = json.loads(json.dumps(good))
+        edit(doc)
+        f = tmp_path / "bad.json"
+        f.write_text(json.dumps(doc))
+        assert_one_line_error(run_cli_here("memory", f, "--device", "stm32f446re"), str(f), field)
+        assert_one_line_error(run_cli_here("train", f, "--dataset", "watch", "--no-distill"), str(f), field)
+    for stored in study.parent.joinpath(f"{study.stem}_artifacts").rglob("*"):
+        if stored.is_file() and stored.read_bytes()[:1] == b"{" and b'"m2nas.arch"' in stored.read_bytes():
+            doc = json.loads(stored.read_text())
+            doc["inputs"] = 5
+            stored.write_text(json.dumps(doc))
+    res = run_cli_here("export", study, "--all-devices", "--out", tmp_path / "out")
+    assert_one_line_error(res, "arch.json", "inputs: unknown field")

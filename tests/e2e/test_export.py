@@ -202,8 +202,8 @@ def test_study_without_feasible_trials(tmp_path):
     """Budgets that only near-minimal candidates meet: the search rejects every candidate it samples
     (max_rejected = 3), so there is nothing to export, and export says so plainly."""
     path = Path(write_smoke_study(tmp_path))
-    text = path.read_text().replace('limits = { flash = "5K" }', 'limits = { flash = "4400" }')
-    text = text.replace('limits = { sram = "2K" }', 'limits = { flash = "4400" }')
+    text = path.read_text().replace('limits = { flash = "6K" }', 'limits = { flash = "4400" }')
+    text = text.replace('limits = { sram = "1700" }', 'limits = { flash = "4400" }')
     path.write_text(text.replace("epochs = 2\n", "epochs = 2\nmax_rejected = 3\n", 1))
     res = run_cli("search", str(path), "--json", timeout=300)
     assert res.code == 0, res.stderr

@@ -22,7 +22,13 @@ from hypothesis import strategies as st
 from tests.fixtures import run_cli_here
 
 FAST = settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-SLOW = settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+# `-m slow` examples per entry point; M2NAS_SLOW_EXAMPLES bounds a run to the time at hand.
+SLOW = settings(
+    max_examples=int(os.environ.get("M2NAS_SLOW_EXAMPLES", "80")),
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
 
 ODD_VALUES = [
     "-1",
@@ -161,6 +167,9 @@ def test_mutated_study_files(study_copy, tmp_path_factory, command):
 @pytest.mark.parametrize("command", ["status", "report", "sample", "search", "export"])
 def test_mutated_study_files_many(study_copy, tmp_path_factory, command):
     text = study_copy.read_text()
+    if command == "export":  # the unmutated study exports: mutations that keep it valid reach the exporter
+        res = run_cli_here("export", study_copy, "--all-devices", "--out", tmp_path_factory.mktemp("ok"))
+        assert res.code == 0, res.stderr
 
     @SLOW
     @given(data=mutated_text(text))
@@ -218,6 +227,68 @@ def test_mutated_arch_and_opgraph_json(tmp_path):
         f.write_text(json.dumps(doc))
         check(run_cli_here("memory", f, "--device", "stm32f446re", "--json"))
 
+    probe()
+
+
+@pytest.mark.slow
+def test_mutated_arch_and_opgraph_json_many(tmp_path):
+    """Every entry point that reads an Arch JSON (`memory`, `train`) or an OpGraph JSON (`memory`),
+    on many mutations of archs of every preset. `train` runs on a small .npz of the arch's shapes,
+    so a mutation that leaves a valid arch trains for one epoch instead of failing on the data."""
+    from search_spaces import Arch, graph
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "d.npz"
+    np.savez(npz, acc=rng.normal(size=(40, 3, 50)).astype(np.float32), y=np.arange(40) % 3)
+    archs = []
+    for preset in ("micro", "tiny", "small", "wide"):
+        res = run_cli_here("sample", preset, "--n", "2", "--input", "acc=3x50", "--classes", "3")
+        assert res.code == 0, res.stderr
+        archs += [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+    graphs = [graph(Arch.from_dict(a)).to_dict() for a in archs]
+
+    @SLOW
+    @given(
+        which=st.sampled_from(["arch", "arch-train", "opgraph"]),
+        i=st.integers(0, len(archs) - 1),
+        data=st.data(),
+    )
+    def probe(which, i, data):
+        doc = mutate_json(data.draw, graphs[i] if which == "opgraph" else archs[i])
+        f = tmp_path / f"{which}.json"
+        f.write_text(json.dumps(doc))
+        if which == "arch-train":
+            args = [
+                "train",
+                f,
+                "--dataset",
+                "npz",
+                "--option",
+                f"path={npz}",
+                "--epochs",
+                "1",
+                "--no-distill",
+            ]
+            check(run_cli_here(*args, "--json"))
+        else:
+            check(run_cli_here("memory", f, "--device", "stm32f446re", "--json"))
+
+    probe()
+
+
+@pytest.mark.slow
+def test_mutated_device_files_many(tmp_path):
+    @SLOW
+    @given(data=mutated_text(DEVICE_TOML))
+    def probe(data):
+        f = tmp_path / "dev.toml"
+        f.write_bytes(data)
+        check(run_cli_here("devices", "--devices", f, "--json"))
+        check(run_cli_here("memory", tmp_path / "g.json", "--devices", f, "--device", "probe_mcu"))
+
+    from search_spaces import Arch, graph
+
+    (tmp_path / "g.json").write_text(json.dumps(graph(Arch.from_dict(_arch_doc(tmp_path))).to_dict()))
     probe()
 
 

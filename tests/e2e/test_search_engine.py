@@ -144,8 +144,8 @@ def test_no_rejected_candidate_is_ever_trained(tmp_path, monkeypatch):
     from nas.engine.search import run_search
 
     path = write_smoke_study(tmp_path, trials=3)
-    text = Path(path).read_text().replace('limits = { flash = "5K" }', 'limits = { flash = "4600" }')
-    text = text.replace('limits = { sram = "2K" }', 'limits = { sram = "1600" }')
+    text = Path(path).read_text().replace('limits = { flash = "6K" }', 'limits = { flash = "4600" }')
+    text = text.replace('limits = { sram = "1700" }', 'limits = { sram = "1600" }')
     Path(path).write_text(text)
     study = load_study(path)
     trained: list[Arch] = []
@@ -331,7 +331,7 @@ BAD_STUDIES = {
         ["devices[0].name", "unknown device 'stm32f999'"],
     ),
     "unknown-level": (
-        [('limits = { flash = "5K" }', 'limits = { l7 = "5K" }')],
+        [('limits = { flash = "6K" }', 'limits = { l7 = "5K" }')],
         ["devices[0].limits.l7", "not a memory level"],
     ),
     "bad-target-level": (
@@ -347,8 +347,8 @@ BAD_STUDIES = {
     ),
     "budget-nothing-meets": (
         [
-            ('limits = { flash = "5K" }', 'limits = { flash = "3000" }'),
-            ('limits = { sram = "2K" }', 'limits = { sram = "600" }'),
+            ('limits = { flash = "6K" }', 'limits = { flash = "3000" }'),
+            ('limits = { sram = "1700" }', 'limits = { sram = "600" }'),
         ],
         ["no candidate of this search space can meet any device budget", "over)"],
     ),

@@ -90,6 +90,11 @@ def _f32(x: float) -> str:
     return f"{x:.9g}f"
 
 
+def groups_of(op) -> int:
+    """Convolution groups of a weighted op (1 for dense layers and linear)."""
+    return int(op.attrs.get("groups", 1))
+
+
 class _Lowering:
     def __init__(self, model, arch, report, dataset=None) -> None:
         self.model = model
@@ -104,6 +109,7 @@ class _Lowering:
         self.consts: list[str] = []
         self.body: list[str] = []
         self.kernels: set[str] = set()
+        self.dense_bits: set[int] = set()  # weight bit-widths of the layers m2_conv / m2_pwconv run
         self.weight_arrays: dict[str, int] = {}
         self.const_bytes = {"weights": 0, "biases": 0, "requant": 0, "luts": 0}
         self.steps: list[dict[str, Any]] = []
@@ -275,6 +281,8 @@ class _Lowering:
         ys = self.g.tensors[y].shape
         common_w = f"{wname}, {wbits}, {bname}, {mname}, {sname}, {lo}, {hi}"
         xarg = f"{self.ptr(x)}, {xi.bits}, {int(xi.signed)}"
+        if groups_of(op) == 1:
+            self.dense_bits.add(wbits)
         if op.kind == "linear":
             if len(xs) != 1:
                 raise InputError(f"C export: linear {op.name} needs a vector input, got shape {list(xs)}")
@@ -524,6 +532,8 @@ class _Lowering:
             *self.consts,
             "",
             "/* ---- kernels ---- */",
+            "/* the dot products of the dense layers' weight bit-widths (m2_kernels.h: M2_W8, M2_W4, M2_W2) */",
+            *(f"#define M2_W{b} {int(b in self.dense_bits)}" for b in (8, 4, 2)),
             kernel_source(self.kernels),
             "/* ---- the network, in the planned schedule ---- */",
             "int m2nas_infer_all(const int8_t *const inputs[], int8_t logits[])",

@@ -111,10 +111,11 @@ def test_sub_byte_tensors_and_weights_are_packed():
     assert t["x"].nbytes == 38  # 75 x 4 bits = 300 bits -> 37.5 -> 38 B
     assert t["y"].nbytes == 32  # 125 x 2 bits = 250 bits -> 31.25 -> 32 B
     r = evaluate(g, device_with(alignment=4, im2col=0))
+    pair = STM.runtime.requant_param_bytes  # m2nas-c: int32 multiplier + int8 shift
     assert r.peak_sram_bytes == 40 + 32  # 38 -> 40 aligned, 32 stays
     assert r.flash.weights == 68  # 135 x 4 bits = 540 bits = 67.5 -> 68 B
     assert r.flash.biases == 20  # 5 int32
-    assert r.flash.quant_params == 5 * 8  # per-channel (multiplier, shift) pairs
+    assert r.flash.quant_params == 5 * pair  # per-channel (multiplier, shift) pairs
     op2 = Op(
         "c",
         "conv2d",
@@ -129,7 +130,7 @@ def test_sub_byte_tensors_and_weights_are_packed():
     )
     r2 = evaluate(OpGraph(t, [op2], ["x"], ["y"]).validate(), device_with(im2col=0))
     assert r2.flash.weights == 34  # 270 bits -> 33.75 -> 34 B
-    assert r2.flash.quant_params == 8  # one pair per tensor
+    assert r2.flash.quant_params == pair  # one pair per tensor
 
 
 def test_alignment_rounds_every_buffer_and_offset():
@@ -203,11 +204,12 @@ def test_latency_and_energy_estimates_by_hand():
         ["y"],
     ).validate()
     r = evaluate(g, STM)
-    # compute 1000 MACs / 0.45 (4-bit rate); weights 500 B + bias 40 + 10 pairs x 8 = 620 B from flash
+    # compute 1000 MACs / 0.45 (4-bit rate); weights 500 B + bias 40 + 10 pairs x 5 = 590 B from flash
     # at 2.7 B/cycle; activations 100 + 10 B at 4 B/cycle; 150 cycles of op overhead.
-    cycles = 1000 / 0.45 + 620 / 2.7 + 110 / 4.0 + 150
+    assert STM.runtime.requant_param_bytes == 5
+    cycles = 1000 / 0.45 + 590 / 2.7 + 110 / 4.0 + 150
     assert r.latency_ms_est == pytest.approx(cycles / 180e3)
-    energy_pj = cycles * 330.0 + 620 * 15.0 + 110 * 2.0
+    energy_pj = cycles * 330.0 + 590 * 15.0 + 110 * 2.0
     assert r.energy_uj_est == pytest.approx(energy_pj * 1e-6)
     assert "estimate" in r.to_dict()["estimates"]
 
@@ -338,3 +340,19 @@ def test_op_kind_groups_are_one_vocabulary():
         assert getattr(GroupOp, name) <= GroupOp.ALL, name
     assert emit._SUPPORTED is GroupOp.C_SUPPORTED
     assert OpKind.CONV1D == "conv1d" and "conv1d" in GroupOp.IM2COL
+
+
+def test_kernel_units_are_linked_once_with_their_bit_width_variants():
+    """A kernel shared by several op kinds counts once; the dot product of a weight bit-width (and its
+    call sites in the kernels, the `a+b` entries) only when some dense layer has that width."""
+    rt = STM.runtime
+    k = rt.kernel_flash_bytes
+    conv_pw = k["conv"] + k["pwconv"]
+    only8 = rt.kernels_bytes({"conv1d", "pointwise_conv1d", "linear"}, {"conv1d@8", "linear@8"})
+    assert only8 == conv_pw + k["dot8"] + k["conv+dot8"] + k["pwconv+dot8"]
+    with4 = rt.kernels_bytes({"conv1d", "linear"}, {"conv1d@4", "linear@8"})
+    low = k["dotlow"] + k["dot4"] + k["conv+dotlow"] + k["pwconv+dotlow"] + k["conv+dot4"] + k["pwconv+dot4"]
+    assert with4 == only8 + low
+    # a depthwise layer's bit-width links no dot product; a kind without a unit of its own: default
+    assert rt.kernels_bytes({"depthwise_conv2d"}, {"depthwise_conv2d@2"}) == k["dwconv"]
+    assert rt.kernels_bytes({"resize"}) == k["default"]

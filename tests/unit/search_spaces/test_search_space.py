@@ -131,8 +131,30 @@ def test_arch_json_errors_name_the_field():
         InputError, match=r"branches\[0\] \(.*\)\.blocks\[0\]\.kernel: must be a positive odd number"
     ):
         Arch.from_dict(bad, "a.json")
-    with pytest.raises(InputError, match="missing field 'classes'"):
+    with pytest.raises(InputError, match="classes: required field is missing"):
         Arch.from_dict({k: v for k, v in good.items() if k != "classes"}, "a.json")
+    # Types and stray keys are answered at load, with the field's path (issue 17: `"inputs": 5`).
+    for path, value, message in (
+        ([], ("inputs", 5), r"a.json: inputs: unknown field"),
+        (
+            ["branches", 0, "blocks", 0],
+            ("channels", 8.0),
+            r"branches\[0\]\.blocks\[0\]\.channels: expected an integer",
+        ),
+        (["branches", 0, "blocks", 0], ("kernel", "3"), r"blocks\[0\]\.kernel: expected an integer"),
+        (["branches", 0], ("used", 1), r"branches\[0\]\.used: expected true or false"),
+        (["head"], ("hidden", "64"), r"head\.hidden: expected a list of integers"),
+        (["fusion"], ("act_bits", 2**40), r"fusion: weight_bits and act_bits must be in"),
+        (["branches", 0, "blocks", 0], ("channels", 2**40), r"blocks\[0\]\.channels: must be in 1\.\.65536"),
+        ([], ("trunk", {}), r"trunk: expected a list"),
+    ):
+        bad = json.loads(json.dumps(good))
+        node = bad
+        for p in path:
+            node = node[p]
+        node[value[0]] = value[1]
+        with pytest.raises(InputError, match=message):
+            Arch.from_dict(bad, "a.json")
 
 
 @pytest.mark.parametrize(

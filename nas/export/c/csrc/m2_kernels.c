@@ -7,11 +7,11 @@
 /* Standard convolution (groups 1), zero padding. With `col` (the planned im2col scratch: one
    column of cin*kh*kw bytes) each input patch is unpacked once and reused by every output
    channel; without it (1x1 kernels: the plan reserves no scratch) inputs are read in place. */
-static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t ih, int32_t iw,
-                    uint8_t *y, int ybits, int32_t cout, int32_t oh, int32_t ow,
-                    int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph, int32_t pw,
-                    const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
-                    const int8_t *shift, int32_t lo, int32_t hi, uint8_t *col)
+static M2_KERNEL void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t ih, int32_t iw,
+                              uint8_t *y, int ybits, int32_t cout, int32_t oh, int32_t ow,
+                              int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph, int32_t pw,
+                              const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
+                              const int8_t *shift, int32_t lo, int32_t hi, uint8_t *col)
 {
     const int32_t K = cin * kh * kw;
     int32_t oy, ox, c, ky, kx, co, k;
@@ -49,7 +49,7 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
                             col[(c * kh + ky) * kw + kx] = (uint8_t)(v & 0xff);
                         }
             }
-            if (col && wbits == 8) { /* fast path: byte weights, four output channels per pass */
+            if (col && M2_DOT8_OK(wbits)) { /* fast path: byte weights, four output channels per pass */
                 for (co = 0; co < cout; co += 4) {
                     int32_t acc[4], j;
                     const int n = cout - co < 4 ? (int)(cout - co) : 4;
@@ -60,7 +60,7 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
                 }
                 continue;
             }
-            if (col && (K * wbits) % 8 == 0) { /* 4- / 2-bit weights, byte-aligned rows */
+            if (col && M2_DOTLOW_OK(wbits, K)) { /* 4- / 2-bit weights, byte-aligned rows */
                 for (co = 0; co < cout; co += 4) {
                     int32_t acc[4], j;
                     const int n = cout - co < 4 ? (int)(cout - co) : 4;
@@ -110,11 +110,11 @@ static void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t 
 /* Depthwise convolution (groups = channels, one filter per channel), zero padding, no scratch.
    Each channel's filter is unpacked once (not once per output); windows inside the input skip the
    bounds tests and, for byte inputs, read the bytes directly. */
-static void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t ih, int32_t iw,
-                      uint8_t *y, int ybits, int32_t oh, int32_t ow,
-                      int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph, int32_t pw,
-                      const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
-                      const int8_t *shift, int32_t lo, int32_t hi)
+static M2_KERNEL void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t ih, int32_t iw,
+                                uint8_t *y, int ybits, int32_t oh, int32_t ow,
+                                int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph, int32_t pw,
+                                const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
+                                const int8_t *shift, int32_t lo, int32_t hi)
 {
     int32_t c, oy, ox, ky, kx, k;
     const int32_t taps = kh * kw;
@@ -166,19 +166,19 @@ static void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t
 /* Pointwise (1x1, stride 1) convolution over `npos` positions; a linear layer is npos = 1.
    With `lut` (sigmoid): the requantized value is the LUT index (minus `lut_lo`), the stored value
    the LUT entry. */
-static void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos,
-                      uint8_t *y, int ybits, int32_t cout,
-                      const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
-                      const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo)
+static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos,
+                                uint8_t *y, int ybits, int32_t cout,
+                                const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
+                                const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo)
 {
     int32_t p, co, c;
-    if (xbits == 8 && (wbits == 8 || (cin * wbits) % 8 == 0)) {
+    if (xbits == 8 && (M2_DOT8_OK(wbits) || M2_DOTLOW_OK(wbits, cin))) {
         /* byte inputs: position p's column is x[p], x[p + npos], ...; four output channels a pass */
         for (p = 0; p < npos; ++p)
             for (co = 0; co < cout; co += 4) {
                 int32_t acc[4], j, q;
                 const int n = cout - co < 4 ? (int)(cout - co) : 4;
-                if (wbits == 8)
+                if (!M2_WLOW || M2_DOT8_OK(wbits))
                     m2_dot_8(x + p, npos, xsgn, (const int8_t *)(w + co * cin), cin, cin, n, acc);
                 else
                     m2_dot_low(x + p, npos, xsgn, w + co * cin * wbits / 8, wbits, cin * wbits / 8, cin, n, acc);
@@ -191,7 +191,7 @@ static void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_
             }
         return;
     }
-    if (wbits == 8 || (cin * wbits) % 8 == 0) {
+    if (M2_DOT8_OK(wbits) || M2_DOTLOW_OK(wbits, cin)) {
         /* 4- / 2-bit inputs: position p's column unpacked M2_PW_CHUNK elements at a time into a
            byte column on the stack (the arena has no scratch for this op), then the same dot
            products; the chunks' sums add up exactly. */
@@ -204,7 +204,7 @@ static void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_
                     const int32_t len = cin - c0 < M2_PW_CHUNK ? cin - c0 : M2_PW_CHUNK;
                     for (c = 0; c < len; ++c)
                         buf[c] = (uint8_t)(m2_ld(x, (c0 + c) * npos + p, xbits, xsgn) & 0xff);
-                    if (wbits == 8)
+                    if (!M2_WLOW || M2_DOT8_OK(wbits))
                         m2_dot_8(buf, 1, xsgn, (const int8_t *)(w + co * cin + c0), cin, len, n, part);
                     else
                         m2_dot_low(buf, 1, xsgn, w + (co * cin + c0) * wbits / 8, wbits, cin * wbits / 8, len, n,
@@ -249,8 +249,8 @@ static void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_
 
 /*@kernel maxpool*/
 /* Max pooling without padding (values keep their grid: same bits, same scale). */
-static void m2_maxpool(const uint8_t *x, int bits, int sgn, int32_t ch, int32_t ih, int32_t iw,
-                       uint8_t *y, int32_t oh, int32_t ow, int32_t kh, int32_t kw, int32_t sh, int32_t sw)
+static M2_KERNEL void m2_maxpool(const uint8_t *x, int bits, int sgn, int32_t ch, int32_t ih, int32_t iw,
+                                 uint8_t *y, int32_t oh, int32_t ow, int32_t kh, int32_t kw, int32_t sh, int32_t sw)
 {
     int32_t c, oy, ox, ky, kx;
     for (c = 0; c < ch; ++c)
@@ -271,9 +271,9 @@ static void m2_maxpool(const uint8_t *x, int bits, int sgn, int32_t ch, int32_t 
 /*@kernel avgpool*/
 /* Average pooling without padding (global pooling: one window of the whole grid): int32 window
    sum, one fixed-point rescale by in_scale / (window * out_scale). */
-static void m2_avgpool(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t ih, int32_t iw,
-                       uint8_t *y, int ybits, int32_t oh, int32_t ow, int32_t kh, int32_t kw,
-                       int32_t sh, int32_t sw, int32_t mult, int shift, int32_t lo, int32_t hi)
+static M2_KERNEL void m2_avgpool(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t ih, int32_t iw,
+                                 uint8_t *y, int ybits, int32_t oh, int32_t ow, int32_t kh, int32_t kw,
+                                 int32_t sh, int32_t sw, int32_t mult, int shift, int32_t lo, int32_t hi)
 {
     int32_t c, oy, ox, ky, kx;
     for (c = 0; c < ch; ++c)
@@ -290,8 +290,8 @@ static void m2_avgpool(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_
 
 /*@kernel requant*/
 /* Copy with rescaling into elements [at, at + n) of y (one input of a concatenation). */
-static void m2_requant_copy(const uint8_t *x, int xbits, int xsgn, int32_t n, uint8_t *y, int ybits,
-                            int32_t at, int32_t mult, int shift, int32_t lo, int32_t hi)
+static M2_KERNEL void m2_requant_copy(const uint8_t *x, int xbits, int xsgn, int32_t n, uint8_t *y, int ybits,
+                                      int32_t at, int32_t mult, int shift, int32_t lo, int32_t hi)
 {
     int32_t i;
     for (i = 0; i < n; ++i)
@@ -301,8 +301,8 @@ static void m2_requant_copy(const uint8_t *x, int xbits, int xsgn, int32_t n, ui
 
 /*@kernel add*/
 /* Elementwise sum of `nin` tensors with different scales: sum_i q_i * mult_i, one shared shift. */
-static void m2_add(int nin, const uint8_t *const *xs, const int8_t *xbits, const int8_t *xsgn, int32_t n,
-                   uint8_t *y, int ybits, const int32_t *mult, int shift, int32_t lo, int32_t hi)
+static M2_KERNEL void m2_add(int nin, const uint8_t *const *xs, const int8_t *xbits, const int8_t *xsgn, int32_t n,
+                             uint8_t *y, int ybits, const int32_t *mult, int shift, int32_t lo, int32_t hi)
 {
     int32_t i;
     int j;
@@ -317,8 +317,8 @@ static void m2_add(int nin, const uint8_t *const *xs, const int8_t *xbits, const
 
 /*@kernel mul*/
 /* Elementwise product of `nin` tensors, rescaled once by prod(in_scales) / out_scale. */
-static void m2_mul(int nin, const uint8_t *const *xs, const int8_t *xbits, const int8_t *xsgn, int32_t n,
-                   uint8_t *y, int ybits, int32_t mult, int shift, int32_t lo, int32_t hi)
+static M2_KERNEL void m2_mul(int nin, const uint8_t *const *xs, const int8_t *xbits, const int8_t *xsgn, int32_t n,
+                             uint8_t *y, int ybits, int32_t mult, int shift, int32_t lo, int32_t hi)
 {
     int32_t i;
     int j;

@@ -75,12 +75,41 @@ static inline int32_t m2_requant(int64_t acc, int32_t mult, int shift, int32_t l
    Several output channels per pass load and widen each column element once; rows past `n` alias
    row 0 (their sums are dropped), so one loop body serves 1..4 channels. Integer sums in another
    order: every path gives the portable loop's result, bit for bit. */
-#if defined(__GNUC__)
-/* Out of line: inlined into a kernel's loop nest the dot loop's dozen live registers spill. */
-#define M2_NOINLINE __attribute__((noinline, unused)) /* unused: not every model calls both */
+/* Out of line: inlined into a kernel's loop nest the dot loop's dozen live registers spill.
+
+   In a size-optimised build (-Os) the operator kernels, the dot products and the input loader are
+   also compiled without knowledge of their callers (GCC's noipa: not inlined into a single call
+   site, not cloned or specialised for arguments every call site happens to share), so that a
+   kernel costs the same flash in every model that links it: that is what lets the memory model
+   predict flash from the kernels a graph uses (the device files' kernel sizes are measured with
+   arm-none-eabi-gcc -Os). Other builds (-O2, where the emulated-core instruction counts come from)
+   let the compiler specialise: measured, noipa there costs 20-50% more instructions. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__OPTIMIZE_SIZE__)
+#define M2_KERNEL __attribute__((noipa))
+#define M2_NOINLINE __attribute__((noipa, unused)) /* unused: not every model calls both */
+#elif defined(__GNUC__)
+#define M2_KERNEL
+#define M2_NOINLINE __attribute__((noinline, unused))
 #else
+#define M2_KERNEL
 #define M2_NOINLINE
 #endif
+/* The dot products a model links, by weight bit-width of its dense layers (conv, pointwise,
+   linear): model.c defines M2_W8 / M2_W4 / M2_W2 from its layers (all on when undefined), so the
+   fast path of a bit-width no layer has is dead code and is not in flash. A guarded-off path falls
+   back to the generic loops: a wrong definition costs speed, never a wrong result. */
+#ifndef M2_W8
+#define M2_W8 1
+#endif
+#ifndef M2_W4
+#define M2_W4 1
+#endif
+#ifndef M2_W2
+#define M2_W2 1
+#endif
+#define M2_WLOW (M2_W4 || M2_W2)
+#define M2_DOT8_OK(wbits) (M2_W8 && (wbits) == 8)
+#define M2_DOTLOW_OK(wbits, K) (((M2_W4 && (wbits) == 4) || (M2_W2 && (wbits) == 2)) && ((K) * (wbits)) % 8 == 0)
 #if defined(__ARM_FEATURE_DSP)
 /* Cortex-M4 / M7 (ACLE intrinsics, compiler built-ins): SXTB16 / UXTB16 widen bytes 0, 2 (or 1, 3
    after a rotation) of a word into two 16-bit lanes, SMLAD multiplies two lane pairs and adds both
@@ -305,7 +334,7 @@ static M2_NOINLINE void m2_dot_low(const uint8_t *col, int32_t cs, int sgn, cons
     const int32_t KB = K * bits / 8;
     const uint8_t *w0 = w, *w1 = n > 1 ? w + ws : w, *w2 = n > 2 ? w + 2 * ws : w, *w3 = n > 3 ? w + 3 * ws : w;
     int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0, kb, f, k = 0;
-    if (bits == 4) {
+    if (M2_W4 && (!M2_W2 || bits == 4)) { /* callers pass only the widths M2_DOTLOW_OK lets through */
 #if defined(__ARM_FEATURE_DSP)
         M2_DSP_CASES(M2_DOT4_DSP)
         a0 /= 16; /* exact: every product was 16 x the weight's */
@@ -329,7 +358,7 @@ static M2_NOINLINE void m2_dot_low(const uint8_t *col, int32_t cs, int sgn, cons
 }
 
 /* Network input (int8 values on the input quantizer's grid) into its packed arena tensor. */
-static void m2_load(const int8_t *src, int32_t n, uint8_t *y, int ybits, int32_t lo, int32_t hi)
+static M2_KERNEL void m2_load(const int8_t *src, int32_t n, uint8_t *y, int ybits, int32_t lo, int32_t hi)
 {
     int32_t i;
     for (i = 0; i < n; ++i)
