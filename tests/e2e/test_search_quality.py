@@ -103,6 +103,12 @@ def test_seed_archs_are_evaluated_first_and_queued_once(tmp_path):
     path = _study_with(
         tmp_path, '\n[[seed_archs]]\nfile = "mine.json"\n\n[[seed_archs]]\nfamily = "tinym2net"\n', 3
     )
+    # budgets the family's smallest members fit (the fixture's are tighter than any of them)
+    Path(path).write_text(
+        Path(path).read_text().replace('limits = { flash = "6K" }', 'limits = { flash = "12K" }').replace(
+            'limits = { sram = "1700" }', 'limits = { sram = "2100" }'
+        )
+    )
     study = load_study(path)
     seeds = seed_archs(study)
     # the file first, then the widest family member that fits each device at each weight bit-width
