@@ -18,7 +18,9 @@ from nas.engine.results import count, status_of
 from tests.fixtures import run_cli_here, write_smoke_study
 
 ROOT = Path(__file__).resolve().parents[2]
-OUTCOME = re.compile(r"^\[(\d+:)?\d+:\d\d\] #(\d+) (trained|rejected|stopped early|no signal|failed): (.+) \| ")
+OUTCOME = re.compile(
+    r"^\[(\d+:)?\d+:\d\d\] #(\d+) (trained|rejected|stopped early|no signal|failed): (.+) \| "
+)
 
 
 def _trials(path: str) -> list:

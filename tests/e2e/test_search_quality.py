@@ -105,9 +105,10 @@ def test_seed_archs_are_evaluated_first_and_queued_once(tmp_path):
     )
     # budgets the family's smallest members fit (the fixture's are tighter than any of them)
     Path(path).write_text(
-        Path(path).read_text().replace('limits = { flash = "6K" }', 'limits = { flash = "12K" }').replace(
-            'limits = { sram = "1700" }', 'limits = { sram = "2100" }'
-        )
+        Path(path)
+        .read_text()
+        .replace('limits = { flash = "6K" }', 'limits = { flash = "12K" }')
+        .replace('limits = { sram = "1700" }', 'limits = { sram = "2100" }')
     )
     study = load_study(path)
     seeds = seed_archs(study)
