@@ -124,7 +124,9 @@ def test_plotted_points_per_status_equal_the_counts(rich_study):
 
     study, trials, _ = trials_of(rich_study)
     c = count(trials)
-    assert (c.trained, c.stopped_early, c.rejected, c.failed) == (5, 1, 1, 1)
+    # the smoke study's 4 candidates (trained, or at chance: `no_signal`) and its rejections, plus the
+    # hand-made over-budget, stopped-early and failed trials
+    assert (c.trained + c.no_signal, c.stopped_early, c.failed) == (5, 1, 1) and c.rejected >= 1
     rows = candidate_rows(study, trials)
     for dev in ("stm32f446re", "nrf52840"):
         over = _over(trials, dev)
@@ -135,7 +137,13 @@ def test_plotted_points_per_status_equal_the_counts(rich_study):
                 for t in fig.data
                 if t.meta["kind"] == "points" and t.meta["figure"] == panel
             }
-            assert n == {"trained": c.trained - over, "trained_over": over, "stopped_early": 1, "rejected": 1}
+            assert n == {
+                "trained": c.trained - over,
+                "trained_over": over,
+                "stopped_early": 1,
+                "no_signal": c.no_signal,
+                "rejected": c.rejected,
+            }
         # rejected candidates have no metric: they sit in the strip under each panel (its own y axes),
         # never on the metric axis, which spans [0, 1] like every metric m2nas offers
         metric_axes = {
@@ -289,6 +297,7 @@ def test_report_in_chromium(browser, rich_study, tmp_path):
                 "trained": c.trained - over,
                 "trained_over": over,
                 "stopped_early": c.stopped_early,
+                "no_signal": c.no_signal,
                 "rejected": c.rejected,
             }
     assert {t["n"] for t in plots["history"]} == {c.analysed}
