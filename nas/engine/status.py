@@ -17,7 +17,7 @@ def open_existing(study_file: str | Path, storage_url: str | None = None):
     study = load_study(study_file)
     s = study.cfg.study
     storage = make_storage(
-        storage_url or study.storage_url, s.heartbeat_s, s.grace_s, s.max_retry, create=False
+        storage_url or study.storage_url, s.heartbeat_s, s.grace_s, s.max_retry, create=False, read_only=True
     )
     return study, load_existing_study(study.name, storage)
 

@@ -9,11 +9,14 @@ power loss) is marked failed after the grace period and re-queued with the same 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import tempfile
 import time
 import warnings
+from contextlib import closing
 from pathlib import Path
+from urllib.parse import quote
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
@@ -32,11 +35,11 @@ def sqlite_path(url: str) -> Path | None:
     return None
 
 
-def check_sqlite_file(url: str, path: Path, create: bool) -> None:
+def check_sqlite_file(url: str, path: Path, create: bool, read_only: bool = False) -> str:
     """A SQLite storage that can be opened, or one InputError saying why not, before Optuna (whose
-    errors are tracebacks) touches it. Set WAL once (a property of the file) where we may write:
-    `status`, `report` and the dashboard (create=False) only read, and must work on a read-only
-    database too."""
+    errors are tracebacks) touches it; the URL to hand Optuna. Set WAL once (a property of the file)
+    where we may write: `status`, `report` and the dashboard (create=False) only read, and must work
+    on a read-only database too."""
     if not str(path) or str(path) in (".", "/") or path.is_dir():
         raise InputError(f"storage {url}: expected sqlite:///PATH to a database file")
     if not create and not path.exists():
@@ -49,33 +52,69 @@ def check_sqlite_file(url: str, path: Path, create: bool) -> None:
             resolved.parent.mkdir(parents=True, exist_ok=True)
         if path.exists() and not path.is_file():
             raise InputError(f"storage {url}: not a regular file")
-        with sqlite3.connect(
-            f"file:{resolved}?mode={'rwc' if create else 'ro'}", uri=True, timeout=60
-        ) as con:
-            if create:
-                con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA schema_version").fetchone()  # reads the header: a corrupt file fails here
+        try:
+            _read_header(f"file:{quote(str(resolved))}?mode={'rwc' if create else 'ro'}", create)
+        except sqlite3.Error:
+            if not (read_only and _unwritable(resolved)):
+                raise
+            # A WAL database needs its -shm file, which a read-only folder cannot give: open the file
+            # as immutable. SQLite then assumes nobody writes it while we read (no locks) and ignores
+            # any -wal file, so this is only for the commands that only read (status, report,
+            # export), only where the file or its folder cannot be written, and not while a -wal
+            # holds transactions the database file lacks.
+            wal = resolved.with_name(resolved.name + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise InputError(
+                    f"storage {url}: cannot be read without write access: its write-ahead log "
+                    f"{wal.name} is not merged into it (copy the database and its -wal, -shm files "
+                    "to a writable folder)"
+                ) from None
+            uri = f"file:{quote(str(resolved))}"
+            _read_header(f"{uri}?mode=ro&immutable=1", False)
+            # SQLAlchemy decodes %XX in the database part once, SQLite's URI parser once more.
+            return f"sqlite:///{quote(uri, safe='/:')}?mode=ro&immutable=1&uri=true"
     except InputError:
         raise
     except (OSError, sqlite3.Error) as e:
         msg = getattr(e, "strerror", None) or str(e) or type(e).__name__
         raise InputError(f"storage {url}: cannot open ({msg})") from None
+    return url
+
+
+def _read_header(uri: str, create: bool) -> None:
+    with closing(sqlite3.connect(uri, uri=True, timeout=60)) as con:
+        if create:
+            con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA schema_version").fetchone()  # reads the header: a corrupt file fails here
+
+
+def _unwritable(path: Path) -> bool:
+    # access(2) answers EROFS on a read-only mount even for root, and mode bits for everyone else.
+    return not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
 
 
 def make_storage(
-    url: str, heartbeat_s: int = 10, grace_s: int = 30, max_retry: int = 2, create: bool = True
+    url: str,
+    heartbeat_s: int = 10,
+    grace_s: int = 30,
+    max_retry: int = 2,
+    create: bool = True,
+    read_only: bool = False,
 ) -> RDBStorage:
+    """read_only: the caller never writes (status, report, export), so a database on a read-only
+    folder or file may be opened as immutable (see check_sqlite_file)."""
     engine_kwargs: dict = {}
+    optuna_url = url
     path = sqlite_path(url)
     if path is not None:
-        check_sqlite_file(url, path, create)
+        optuna_url = check_sqlite_file(url, path, create, read_only)
         engine_kwargs = {"connect_args": {"timeout": 120}}
     elif url.startswith("postgresql"):
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     for attempt in range(5):
         try:
             return RDBStorage(
-                url,
+                optuna_url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=heartbeat_s,
                 grace_period=grace_s,

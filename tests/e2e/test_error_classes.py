@@ -250,3 +250,69 @@ def test_every_arch_entry_point_names_the_file_and_field(study, tmp_path):
             stored.write_text(json.dumps(doc))
     res = run_cli_here("export", study, "--all-devices", "--out", tmp_path / "out")
     assert_one_line_error(res, "arch.json", "inputs: unknown field")
+
+
+@pytest.fixture
+def ro_tmpfs(tmp_path):
+    """A tmpfs to fill and then remount read-only (root writes through mode bits, not through a
+    read-only mount): a function that remounts it. Skipped where mounts are not permitted, except
+    under CI=true."""
+    place = tmp_path / "ro_tmpfs"
+    place.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(place)], capture_output=True)
+    if res.returncode != 0:
+        why = f"cannot mount a tmpfs: {res.stderr.decode().strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"read-only storage tests must run under CI=true: {why}")
+        pytest.skip(why)
+
+    def remount_ro():
+        subprocess.run(["mount", "-o", "remount,ro", str(place)], check=True, capture_output=True)
+
+    yield place, remount_ro
+    # Lazy: the in-process CLI runs may still hold the database open (SQLAlchemy's pool).
+    subprocess.run(["umount", "-l", str(place)], capture_output=True)
+
+
+def test_read_only_storage_serves_status_report_and_export(study, tmp_path, ro_tmpfs):
+    """`status`, `report` and `export` only read the storage: a study whose database, artifacts and
+    folder are on a read-only mount (no -shm file for its WAL) gives the same figures as a writable
+    copy; a corrupt database there, or one whose -wal is not merged, is still one line and exit 2."""
+    import sqlite3
+    from contextlib import closing
+
+    with closing(sqlite3.connect(study.with_suffix(".db"))) as con:  # the last close merges the WAL
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    place, remount_ro = ro_tmpfs
+    for f in (study, study.with_suffix(".db")):
+        shutil.copy(f, place / f.name)
+    shutil.copytree(study.parent / f"{study.stem}_artifacts", place / f"{study.stem}_artifacts")
+    (place / "corrupt.toml").write_text(study.read_text())
+    (place / "corrupt.db").write_bytes(study.with_suffix(".db").read_bytes()[:3000])
+    (place / "wal.toml").write_text(study.read_text())
+    shutil.copy(study.with_suffix(".db"), place / "wal.db")
+    with closing(sqlite3.connect(place / "wal.db")) as con:  # a -wal with a transaction, no -shm
+        con.execute("PRAGMA wal_autocheckpoint=0")
+        con.execute("CREATE TABLE probe(x)")
+        con.commit()
+        shutil.copy(place / "wal.db-wal", tmp_path / "wal.db-wal")
+    shutil.copy(tmp_path / "wal.db-wal", place / "wal.db-wal")
+    remount_ro()
+    ro = place / study.name
+    assert sorted(p.name for p in place.glob("*.db*")) == ["corrupt.db", "smoke.db", "wal.db", "wal.db-wal"]
+
+    for args in (["status"], ["status", "--json"]):
+        rw_res, ro_res = run_cli_here(*args, study), run_cli_here(*args, ro)
+        assert ro_res.code == 0, ro_res.stderr
+        assert ro_res.stdout.replace(str(place), str(study.parent)) == rw_res.stdout
+    rw_res = run_cli_here("report", study, "--out", tmp_path / "rw" / "r.html")
+    ro_res = run_cli_here("report", ro, "--out", tmp_path / "ro" / "r.html")
+    assert ro_res.code == 0, ro_res.stderr
+    assert (tmp_path / "ro" / "front.csv").read_text() == (tmp_path / "rw" / "front.csv").read_text()
+    assert_one_line_error(run_cli_here("report", ro), "report.html", "cannot write")  # beside the study
+    res = run_cli_here("export", ro, "--device", "stm32f446re", "--out", tmp_path / "exp")
+    assert res.code == 0, res.stderr
+    assert (tmp_path / "exp" / "model.onnx").is_file()
+
+    assert_one_line_error(run_cli_here("status", place / "corrupt.toml"), "cannot open")
+    assert_one_line_error(run_cli_here("status", place / "wal.toml"), "wal.db-wal", "not merged")
