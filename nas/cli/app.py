@@ -277,11 +277,8 @@ def status(
         else:
             _front_lines(title, st["metric"], rows)
         if dev in st["final"]:
-            out().print(
-                final_text(dev, st["metric"].removeprefix("val_"), st["final"][dev]),
-                markup=False,
-                soft_wrap=True,
-            )
+            # wrapped at the terminal's width like the front lines above it
+            out().print(final_text(dev, st["metric"].removeprefix("val_"), st["final"][dev]), markup=False)
 
 
 def counts_text(c: dict) -> str:

@@ -363,7 +363,7 @@ def test_dashboard_in_chromium(browser, dashboard_server, smoke_study, tmp_path)
     }
     timeline = {t["name"]: t["n"] for t in plots["graph-timeline"]}
     assert timeline.get("Complete") == c.trained
-    assert timeline.get("Pruned", 0) == c.rejected + c.stopped_early
+    assert timeline.get("Pruned", 0) == c.rejected + c.stopped_early + c.no_signal
     values = [t for t in plots["plot-history"] if t["name"] == "val_accuracy of smoke"]
     assert values and values[0]["n"] == c.trained  # objective names reached the dashboard
     page.screenshot(path=str(tmp_path / "dashboard-study.png"), full_page=True)
