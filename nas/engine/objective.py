@@ -220,7 +220,7 @@ class CandidateEvaluator:
             TrialRecord.write_status(trial, Status.STOPPED_EARLY, reason)
             raise optuna.TrialPruned(reason)
         chance = self.chance()
-        trial.set_user_attr(Attr.CHANCE, round(chance, 6))
+        trial.set_user_attr(Attr.CHANCE, chance)
         if not result.metrics[metric_key] > chance + 1e-9:
             reason = (
                 f"validation {metric_key} {result.metrics[metric_key]:.4f} is not above {chance:.4f}, what "
