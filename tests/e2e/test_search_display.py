@@ -112,7 +112,9 @@ def test_without_a_terminal_each_teacher_epoch_and_each_finished_candidate_is_on
 ):
     path = write_smoke_study(tmp_path, trials=2)  # two tight devices: some candidates are rejected
     text = Path(path).read_text().replace("[teacher]\n", '[teacher]\npreset = "teacher_small"\n')
-    Path(path).write_text(text)
+    # budgets tighter than the fixture's, so that the first draws include a rejection
+    text = text.replace('limits = { flash = "6K" }', 'limits = { flash = "4600" }')
+    Path(path).write_text(text.replace('limits = { sram = "1700" }', 'limits = { sram = "1600" }'))
     monkeypatch.setenv("M2NAS_CACHE", str(tmp_path / "cache"))  # the teacher trains, as on a first run
     res = run_cli_here("search", path)  # stderr is no terminal here, as in a pipe or a log file
     assert res.code == 0, res.stderr
@@ -148,6 +150,8 @@ def test_without_a_terminal_each_teacher_epoch_and_each_finished_candidate_is_on
 
 def test_json_is_one_object_per_line_with_the_result_last(tmp_path):
     path = write_smoke_study(tmp_path, trials=2)
+    text = Path(path).read_text().replace('limits = { flash = "6K" }', 'limits = { flash = "4600" }')
+    Path(path).write_text(text.replace('limits = { sram = "1700" }', 'limits = { sram = "1600" }'))
     res = run_cli_here("search", path, "--json")
     assert res.code == 0, res.stderr
     events = [json.loads(line) for line in res.stdout.splitlines()]
@@ -163,5 +167,7 @@ def test_json_is_one_object_per_line_with_the_result_last(tmp_path):
         assert e["budget"] == 2 and 0 <= e["used"] <= 2
     assert finished[-1]["used"] == 2 and finished[-1]["eta_s"] == 0
     assert events[-1]["counts"]["rejected"] == sum(e["status"] == "rejected" for e in finished) >= 1
+    runs = [e for e in events if e["event"] == "final_run"]  # the final stage, after the candidates
+    assert runs and all(e["seed"] in (0, 1) and e["of"] == 2 for e in runs)
     for e in (e for e in events if e["event"] == "epoch"):
         assert 1 <= e["epoch"] <= e["epochs"] == 2 and e["trial"] in by_number
