@@ -289,7 +289,10 @@ def test_ctrl_c_stops_cleanly_keeps_finished_trials_and_requeues_the_interrupted
 
 
 def test_two_local_workers_share_sqlite_without_locking_errors(tmp_path, cli):
-    path = write_smoke_study(tmp_path, trials=6)
+    # candidates long enough (the whole split, 6 epochs) that the second worker process, which
+    # needs a few seconds to start, gets some: on a quiet machine 600 windows x 2 epochs do not
+    path = _slow_study(tmp_path, trials=6, epochs=6)
+    Path(path).write_text(Path(path).read_text().replace("max_train_samples = 600\n", ""))
     res = cli("search", path, "--workers", "2", "--json")
     assert res.code == 0, res.stderr
     assert "database is locked" not in res.stderr
