@@ -4,7 +4,7 @@ artifacts (`storage`), and reading trials back (`results`, `status`). Everything
 candidate is trained lives here; what a candidate is lives in `search_spaces`, what it costs in
 `memory_models`."""
 
-from .early_stop import Finished, checkpoints, should_stop
+from .early_stop import Finished, should_stop
 from .record import Attr, Status, TrialRecord
 from .results import (
     STATUSES,
@@ -30,7 +30,6 @@ __all__ = [
     "TrialRecord",
     "artifact_store",
     "best_trial",
-    "checkpoints",
     "count",
     "device_figures",
     "hypervolume_2d_plus",

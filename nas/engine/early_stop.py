@@ -21,10 +21,6 @@ class Finished:
     curve: list[float]  # validation metric after each epoch
 
 
-def checkpoints(epochs: int, fractions: list[float]) -> set[int]:
-    return {max(1, round(f * epochs)) for f in fractions if round(f * epochs) < epochs}
-
-
 def should_stop(
     epoch: int,
     metric: float,
