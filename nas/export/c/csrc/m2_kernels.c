@@ -56,7 +56,7 @@ static M2_KERNEL void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin
                     m2_dot_8(col, 1, xsgn, (const int8_t *)(w + co * K), K, K, n, acc);
                     for (j = 0; j < n; ++j)
                         m2_st(y, (co + j) * oh * ow + o, ybits,
-                              m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi));
+                              m2_requant_b(acc[j], bias[co + j], mult[co + j], shift[co + j], lo, hi));
                 }
                 continue;
             }
@@ -67,7 +67,7 @@ static M2_KERNEL void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin
                     m2_dot_low(col, 1, xsgn, w + co * K * wbits / 8, wbits, K * wbits / 8, K, n, acc);
                     for (j = 0; j < n; ++j)
                         m2_st(y, (co + j) * oh * ow + o, ybits,
-                              m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi));
+                              m2_requant_b(acc[j], bias[co + j], mult[co + j], shift[co + j], lo, hi));
                 }
                 continue;
             }
@@ -98,7 +98,7 @@ static M2_KERNEL void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin
                         }
                 }
                 m2_st(y, co * oh * ow + o, ybits,
-                      m2_requant((int64_t)acc + bias[co], mult[co], shift[co], lo, hi));
+                      m2_requant_b(acc, bias[co], mult[co], shift[co], lo, hi));
             }
         }
     }
@@ -155,7 +155,7 @@ static M2_KERNEL void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
                         }
                     }
                 }
-                m2_st(y, yb + oy * ow + ox, ybits, m2_requant((int64_t)acc + bias[c], mult[c], shift[c], lo, hi));
+                m2_st(y, yb + oy * ow + ox, ybits, m2_requant_b(acc, bias[c], mult[c], shift[c], lo, hi));
             }
     }
 }
@@ -172,6 +172,37 @@ static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
                                 const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo)
 {
     int32_t p, co, c;
+#if M2_SPEED
+    if ((npos > 1 || xbits != 8) && cin <= M2_PW_CHUNK && (M2_DOT8_OK(wbits) || M2_DOTLOW_OK(wbits, cin))) {
+        /* The column fits the stack buffer: gathered (and unpacked) once per position, not once per
+           four output channels, and the dot products read it contiguously. */
+        uint8_t buf[M2_PW_CHUNK];
+        for (p = 0; p < npos; ++p) {
+            if (xbits == 8) {
+                for (c = 0; c < cin; ++c)
+                    buf[c] = x[c * npos + p];
+            } else {
+                for (c = 0; c < cin; ++c)
+                    buf[c] = (uint8_t)(m2_ld(x, c * npos + p, xbits, xsgn) & 0xff);
+            }
+            for (co = 0; co < cout; co += 4) {
+                int32_t acc[4], j, q;
+                const int n = cout - co < 4 ? (int)(cout - co) : 4;
+                if (!M2_WLOW || M2_DOT8_OK(wbits))
+                    m2_dot_8(buf, 1, xsgn, (const int8_t *)(w + co * cin), cin, cin, n, acc);
+                else
+                    m2_dot_low(buf, 1, xsgn, w + co * cin * wbits / 8, wbits, cin * wbits / 8, cin, n, acc);
+                for (j = 0; j < n; ++j) {
+                    q = m2_requant_b(acc[j], bias[co + j], mult[co + j], shift[co + j], lo, hi);
+                    if (lut)
+                        q = lut[q - lut_lo];
+                    m2_st(y, (co + j) * npos + p, ybits, q);
+                }
+            }
+        }
+        return;
+    }
+#endif
     if (xbits == 8 && (M2_DOT8_OK(wbits) || M2_DOTLOW_OK(wbits, cin))) {
         /* byte inputs: position p's column is x[p], x[p + npos], ...; four output channels a pass */
         for (p = 0; p < npos; ++p)
@@ -183,7 +214,7 @@ static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
                 else
                     m2_dot_low(x + p, npos, xsgn, w + co * cin * wbits / 8, wbits, cin * wbits / 8, cin, n, acc);
                 for (j = 0; j < n; ++j) {
-                    q = m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi);
+                    q = m2_requant_b(acc[j], bias[co + j], mult[co + j], shift[co + j], lo, hi);
                     if (lut)
                         q = lut[q - lut_lo];
                     m2_st(y, (co + j) * npos + p, ybits, q);
@@ -213,7 +244,7 @@ static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
                         acc[j] += part[j];
                 }
                 for (j = 0; j < n; ++j) {
-                    q = m2_requant((int64_t)acc[j] + bias[co + j], mult[co + j], shift[co + j], lo, hi);
+                    q = m2_requant_b(acc[j], bias[co + j], mult[co + j], shift[co + j], lo, hi);
                     if (lut)
                         q = lut[q - lut_lo];
                     m2_st(y, (co + j) * npos + p, ybits, q);
@@ -239,7 +270,7 @@ static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
                 for (c = 0; c < cin; ++c)
                     acc += m2_ld(x, c * npos + p, xbits, xsgn) * m2_ld(w, wb + c, wbits, 1);
             }
-            q = m2_requant((int64_t)acc + bias[co], mult[co], shift[co], lo, hi);
+            q = m2_requant_b(acc, bias[co], mult[co], shift[co], lo, hi);
             if (lut)
                 q = lut[q - lut_lo];
             m2_st(y, co * npos + p, ybits, q);

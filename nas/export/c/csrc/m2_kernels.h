@@ -53,9 +53,31 @@ static inline int32_t m2_clamp(int64_t v, int32_t lo, int32_t hi)
     return v < lo ? lo : (v > hi ? hi : (int32_t)v);
 }
 
+/* Speed-optimised Arm builds (DSP extension, GCC or clang, not -Os) take extra fast paths: 32-bit
+   requantization and byte columns copied once per position. A size-optimised build (-Os: the build
+   whose flash the memory model predicts) keeps the compact code. Results are the same bit for bit. */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__) && !defined(__OPTIMIZE_SIZE__)
+#define M2_SPEED 1
+#else
+#define M2_SPEED 0
+#endif
+
 /* Fixed-point requantization: clamp(round(acc * mult / 2^shift), lo, hi). */
 static inline int32_t m2_requant(int64_t acc, int32_t mult, int shift, int32_t lo, int32_t hi)
 {
+#if M2_SPEED
+    /* 32-bit arithmetic on the halves of p = acc * mult = hi * 2^32 + lo (SMULL), for shift = 32 + t
+       with t >= 1 (every multiplier below 1/4: mult has 31 bits). floor(p / 2^shift) = hi >> t, and
+       round-half-even adds 1 exactly when the low t bits of hi plus 2^(t-1) - 1 + e carry into bit t,
+       e = 1 when lo != 0 or the floor is odd. |p| < 2^62, so hi + 2^(t-1) cannot overflow. */
+    if (acc == (int32_t)acc && shift > 32) {
+        const int64_t p = (int64_t)(int32_t)acc * mult;
+        const int32_t ph = (int32_t)(p >> 32), t = shift - 32;
+        const int32_t e = ((uint32_t)p != 0u) | ((ph >> t) & 1);
+        const int32_t q = (ph + ((1 << (t - 1)) - 1) + e) >> t;
+        return q < lo ? lo : (q > hi ? hi : q);
+    }
+#endif
 #if defined(__ARM_FEATURE_DSP)
     /* Arm compilers shift signed values arithmetically (floor), so with f = floor(p / 2^s),
        round-half-even(p / 2^s) = floor((p + 2^(s-1) - 1 + (f & 1)) / 2^s): one SMULL and two 64-bit
@@ -67,6 +89,17 @@ static inline int32_t m2_requant(int64_t acc, int32_t mult, int shift, int32_t l
     }
 #endif
     return m2_clamp(m2_rshift(acc * (int64_t)mult, shift), lo, hi);
+}
+
+/* A layer's requantization: int32 accumulator plus int32 bias (the 64-bit sum only when it overflows). */
+static inline int32_t m2_requant_b(int32_t acc, int32_t bias, int32_t mult, int shift, int32_t lo, int32_t hi)
+{
+#if M2_SPEED
+    int32_t s;
+    if (!__builtin_add_overflow(acc, bias, &s))
+        return m2_requant(s, mult, shift, lo, hi);
+#endif
+    return m2_requant((int64_t)acc + bias, mult, shift, lo, hi);
 }
 
 /* Dot products of one int8 / uint8 column with `n` (1..4) consecutive weight rows of length K:
@@ -264,6 +297,7 @@ static inline int32_t m2_pkhi(int32_t a, int32_t b)
         M2_MAC4(a2, w2 + k / 2);                                                                  \
         M2_MAC4(a3, w3 + k / 2);                                                                  \
     }
+
 #endif
 
 #define M2_DOT8_TAIL(CT)                                                                          \
