@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .devices import Device
 from .graph import OpGraph
+from .latency import coefficient, graph_op_terms, inference_terms
 from .ops import GroupOp
 
 # Requantization (multiplier, shift) pairs: per output channel (or tensor) for weighted ops, one per
@@ -56,6 +57,8 @@ class Buffers:
     weighted_bits: frozenset[str] = frozenset()
     op_code_bytes: int = 0
     lut_bytes: int = 0
+    # Instructions of the runtime's kernels from its measured cost table (None without one).
+    instructions: float | None = None
 
     @property
     def n_ops(self) -> int:
@@ -101,6 +104,12 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
         consumers.append([])
         is_scratch.append(False)
 
+    cost = runtime.cost.instructions if runtime.cost is not None else None
+    instr = 0.0
+    if cost is not None:
+        instr = sum(
+            coefficient(cost, n) * v for n, v in inference_terms(sum(tensors[x].numel for x in graph.inputs))
+        )
     rates = {b: device.macs_rate(b) for b in (2, 4, 8, 16, 32)}
     elementwise = device.elementwise_per_cycle
     overhead = runtime.op_overhead_cycles
@@ -129,6 +138,8 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
         new: list[int] = []
         outs = op.outputs
         if kind in alias_kinds:
+            if cost is not None:
+                instr += coefficient(cost, "op:view")
             src = info[op.inputs[0]]
             info[outs[0]] = (src[0], i, src[2], src[3])
             op_view.append(True)
@@ -194,6 +205,9 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
             else:
                 elements = tensors[op.inputs[0]].numel if kind in pool_kinds else tensors[outs[0]].numel
                 cycles += elements / elementwise + overhead
+            if cost is not None:
+                for n, v in graph_op_terms(op, tensors):
+                    instr += coefficient(cost, n) * v
             weight_bytes += wb
             bias_bytes += 4 * bias
             total_pairs += pairs
@@ -228,6 +242,7 @@ def compile_buffers(graph: OpGraph, device: Device) -> Buffers:
         bias_bytes=bias_bytes,
         requant_pairs=total_pairs,
         kernel_kinds=frozenset(kinds),
+        instructions=instr if cost is not None else None,
         per_layer_peak_bytes=per_layer,
         weighted_bits=frozenset(wkinds),
         op_code_bytes=op_code,

@@ -44,6 +44,29 @@ class MemoryLevel(_Strict):
     note: str = ""
 
 
+class MeasuredCost(_Strict):
+    """Instructions of the runtime's kernels, fitted to counts measured on an emulated core, and
+    the cycles-per-instruction assumption that makes them time (memory_models.latency)."""
+
+    measured_on: str = Field(description="the emulated core the counts come from (nas.export.c.cortexm)")
+    cycles_per_instruction: PositiveFloat = Field(
+        description="assumed, not measured: QEMU counts instructions; the file's estimates say why this value"
+    )
+    instructions: dict[str, NonNegativeFloat] = Field(
+        description="instructions per unit of each term of memory_models.latency.op_terms"
+    )
+
+    @field_validator("instructions")
+    @classmethod
+    def _prefixes(cls, v: dict[str, float]) -> dict[str, float]:
+        from .latency import PREFIXES
+
+        missing = [p for p in PREFIXES if p not in v]
+        if missing:
+            raise ValueError(f"missing the fallback term {missing[0]!r} (need {', '.join(PREFIXES)})")
+        return v
+
+
 class Runtime(_Strict):
     """The inference runtime's own cost: what the model does not pay for, but the device does."""
 
@@ -91,6 +114,13 @@ class Runtime(_Strict):
         description="m2nas-c: m2nas's C runtime and arena plan; tflm: TFLite Micro's planner and persistent part",
     )
     pointer_bytes: Literal[4, 8] = Field(4, description="pointer width of the build (TFLM's record sizes)")
+    cost: MeasuredCost | None = Field(
+        None,
+        description=(
+            "measured instruction costs of the kernels; when given, latency is instructions x cycles per "
+            "instruction / clock instead of the MACs-per-cycle estimate"
+        ),
+    )
 
     @field_validator("tensor_alignment")
     @classmethod

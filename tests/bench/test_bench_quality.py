@@ -27,7 +27,7 @@ hypervolume on every seed; (a)'s best at <= 16 KB within 3 points of the float t
 Budget: (a), (d), (e) search for 60% of M2NAS_BENCH_SECONDS, then run their final stage; (b) searches
 for as long as (a) took in all; (c) trains its ten models whatever that takes (reported).
 
-Environment: M2NAS_BENCH_SEEDS (default 3), M2NAS_BENCH_SECONDS (per arm run, default 150),
+Environment: M2NAS_BENCH_SEEDS (default 3; or a list such as 1,2), M2NAS_BENCH_SECONDS (per arm run, default 150),
 M2NAS_BENCH_STUDIES (default "watch,avdigits"), M2NAS_BENCH_ARMS (default "a,b,c,d"),
 M2NAS_BENCH_OUT (a JSON file for the results). Targets that are missed are printed with their size;
 the test fails only when an arm crashes.
@@ -49,7 +49,8 @@ import pytest
 pytestmark = pytest.mark.bench
 
 ROOT = Path(__file__).resolve().parents[2]
-SEEDS = tuple(range(int(os.environ.get("M2NAS_BENCH_SEEDS", "3"))))
+_SEEDS = os.environ.get("M2NAS_BENCH_SEEDS", "3")  # a count (seeds 0..n-1) or a list "1,2"
+SEEDS = tuple(map(int, _SEEDS.split(","))) if "," in _SEEDS else tuple(range(int(_SEEDS)))
 SECONDS = float(os.environ.get("M2NAS_BENCH_SECONDS", "150"))
 STUDIES = tuple(os.environ.get("M2NAS_BENCH_STUDIES", "watch,avdigits").split(","))
 ARMS = tuple(os.environ.get("M2NAS_BENCH_ARMS", "a,b,c,d").split(","))
