@@ -226,11 +226,17 @@ class SeedArch(_Table):
 
     file: str | None = None
     family: Literal["tinym2net"] | None = None
+    # Which family members: by default the widest that fits each device at W8 and at W4; `widths`
+    # (stem channels) picks those members instead (each that fits), at the weight bit-widths `bits`.
+    widths: list[Annotated[int, Field(gt=0, le=1024)]] | None = Field(None, max_length=16)
+    bits: list[Literal[2, 4, 8]] | None = Field(None, min_length=1, max_length=3)
 
     @model_validator(mode="after")
     def _one(self) -> SeedArch:
         if (self.file is None) == (self.family is None):
             raise ValueError("give exactly one of file or family")
+        if self.file is not None and (self.widths is not None or self.bits is not None):
+            raise ValueError("widths and bits choose family members: they need family, not file")
         return self
 
 

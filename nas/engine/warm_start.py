@@ -14,14 +14,14 @@ from memory_models import evaluate
 from memory_models.errors import InputError
 from nas.config.study import Study
 from search_spaces import Arch, graph
-from search_spaces.families import family, scaled_to
+from search_spaces.families import family, scaled_to, tinym2net
 
 from .record import Attr, TrialRecord
 
 
 def seed_archs(study: Study) -> list[Arch]:
     """The study's seed architectures, in file order, each once; family members scaled to every
-    device's budget (the widest that fit at each weight bit-width)."""
+    device's budget (the widest that fit at each weight bit-width), or the listed widths that fit."""
     shapes = study.dataset_shapes()
     out: dict[str, Arch] = {}
     for i, entry in enumerate(study.cfg.seed_archs):
@@ -35,11 +35,21 @@ def seed_archs(study: Study) -> list[Arch]:
             _check_matches(arch, shapes, f"{where}.file ({path.name})")
             archs = [arch]
         else:
-            members = family(entry.family, shapes["modalities"], shapes["classes"])
+            bits = tuple(entry.bits) if entry.bits else (8, 4)
+            if entry.widths:
+                members = [
+                    tinym2net(shapes["modalities"], shapes["classes"], w, b) for w in entry.widths for b in bits
+                ]
+            else:
+                members = family(entry.family, shapes["modalities"], shapes["classes"])
             archs = []
             for name, dev in study.devices.items():
                 target = study.targets[name]
-                archs += scaled_to(members, lambda a, d=dev, t=target: evaluate(graph(a), d, t).fits)
+                fits = lambda a, d=dev, t=target: evaluate(graph(a), d, t).fits  # noqa: E731
+                if entry.widths:
+                    archs += [a for a in members if fits(a)]
+                else:
+                    archs += scaled_to(members, fits, bits=bits)
         for arch in archs:
             out.setdefault(arch.key(), arch)
     return list(out.values())

@@ -29,7 +29,7 @@ for as long as (a) took in all; (c) trains its ten models whatever that takes (r
 
 Environment: M2NAS_BENCH_SEEDS (default 3; or a list such as 1,2), M2NAS_BENCH_SECONDS (per arm run, default 150),
 M2NAS_BENCH_STUDIES (default "watch,avdigits"), M2NAS_BENCH_ARMS (default "a,b,c,d"),
-M2NAS_BENCH_OUT (a JSON file for the results). Targets that are missed are printed with their size;
+M2NAS_BENCH_OUT (a JSON file for the results), M2NAS_BENCH_STUDY_DIR (study files to use instead of studies/: variants of the shipped defaults). Targets that are missed are printed with their size;
 the test fails only when an arm crashes.
 """
 
@@ -49,6 +49,7 @@ import pytest
 pytestmark = pytest.mark.bench
 
 ROOT = Path(__file__).resolve().parents[2]
+STUDY_DIR = Path(os.environ.get("M2NAS_BENCH_STUDY_DIR", ROOT / "studies"))  # variants of the shipped files
 _SEEDS = os.environ.get("M2NAS_BENCH_SEEDS", "3")  # a count (seeds 0..n-1) or a list "1,2"
 SEEDS = tuple(map(int, _SEEDS.split(","))) if "," in _SEEDS else tuple(range(int(_SEEDS)))
 SECONDS = float(os.environ.get("M2NAS_BENCH_SECONDS", "150"))
@@ -94,7 +95,7 @@ def to_toml(doc: dict[str, Any]) -> str:
 
 def arm_study(name: str, arm: str, seed: int, folder: Path, seconds: float) -> Path:
     """The shipped study changed into one arm; `seconds`: its search phase's time limit."""
-    doc = tomllib.loads((ROOT / "studies" / f"{name}.toml").read_text())
+    doc = tomllib.loads((STUDY_DIR / f"{name}.toml").read_text())
     doc["study"].update(name=f"{name}-{arm}-{seed}", seed=seed)
     doc["budget"] = dict(doc.get("budget", {}), trials=100_000, timeout_s=seconds)
     if arm in ("b", "c"):
@@ -107,7 +108,7 @@ def arm_study(name: str, arm: str, seed: int, folder: Path, seconds: float) -> P
         from nas.config.study import load_study
         from search_spaces.families import tinym2net
 
-        shapes = load_study(ROOT / "studies" / f"{name}.toml").dataset_shapes()
+        shapes = load_study(STUDY_DIR / f"{name}.toml").dataset_shapes()
         files = []
         for w in FAMILY_WIDTHS:
             for bits in (8, 4):
@@ -232,7 +233,7 @@ def test_quality(tmp_path):
     for name in STUDIES:
         results[name] = {"teacher": {}, "arms": {a: {} for a in ARMS}}
         for seed in SEEDS:
-            base = load_study(ROOT / "studies" / f"{name}.toml", {"study.seed": seed})
+            base = load_study(STUDY_DIR / f"{name}.toml", {"study.seed": seed})
             results[name]["teacher"][seed] = teacher_test(base)
             total = SECONDS
             for arm in ARMS:
