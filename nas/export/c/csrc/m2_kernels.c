@@ -49,6 +49,12 @@ static M2_KERNEL void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin
                             col[(c * kh + ky) * kw + kx] = (uint8_t)(v & 0xff);
                         }
             }
+#if M2_SPEED
+            if (col && M2_DOT8_OK(wbits)) {
+                m2_matvec_8(col, xsgn, (const int8_t *)w, K, cout, bias, mult, shift, lo, hi, y, o, oh * ow, ybits);
+                continue;
+            }
+#endif
             if (col && M2_DOT8_OK(wbits)) { /* fast path: byte weights, four output channels per pass */
                 for (co = 0; co < cout; co += 4) {
                     int32_t acc[4], j;

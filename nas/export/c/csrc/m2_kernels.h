@@ -298,6 +298,57 @@ static inline int32_t m2_pkhi(int32_t a, int32_t b)
         M2_MAC4(a3, w3 + k / 2);                                                                  \
     }
 
+
+#if M2_SPEED
+/* 2-bit rows, 16 weights a word (field f of byte j is element 4j + f): field f of every byte moved
+   to the byte's top, so SXTB16 gives 64 x the weights (e_f, e_8+f) and, rotated, (e_4+f, e_12+f); the
+   column's lanes are paired to match once per 16 elements for all four rows, and the 64 x sums are
+   divided back exactly at the end. */
+#define M2_MAC2(acc, wp)                                                                          \
+    do {                                                                                          \
+        const uint32_t v_ = m2_ld32(wp);                                                          \
+        uint32_t t_ = (v_ << 6) & 0xC0C0C0C0u;                                                    \
+        acc = __smlad(l0a, __sxtb16((int32_t)t_), __smlad(l0b, m2_sxtb16_hi(t_), acc));           \
+        t_ = (v_ << 4) & 0xC0C0C0C0u;                                                             \
+        acc = __smlad(l1a, __sxtb16((int32_t)t_), __smlad(l1b, m2_sxtb16_hi(t_), acc));           \
+        t_ = (v_ << 2) & 0xC0C0C0C0u;                                                             \
+        acc = __smlad(l2a, __sxtb16((int32_t)t_), __smlad(l2b, m2_sxtb16_hi(t_), acc));           \
+        t_ = v_ & 0xC0C0C0C0u;                                                                    \
+        acc = __smlad(l3a, __sxtb16((int32_t)t_), __smlad(l3b, m2_sxtb16_hi(t_), acc));           \
+    } while (0)
+
+#define M2_DOT2_DSP(EXT, CT)                                                                      \
+    for (; k + 16 <= K; k += 16) {                                                                \
+        int32_t c02, c13, p02, p13, q02, q13, r02, r13;                                           \
+        int32_t l0a, l0b, l1a, l1b, l2a, l2b, l3a, l3b;                                           \
+        M2_COL4(EXT, CT)                                                                          \
+        p02 = c02;                                                                                \
+        p13 = c13;                                                                                \
+        k += 4;                                                                                   \
+        M2_COL4(EXT, CT)                                                                          \
+        q02 = c02;                                                                                \
+        q13 = c13;                                                                                \
+        k += 4;                                                                                   \
+        M2_COL4(EXT, CT)                                                                          \
+        r02 = c02;                                                                                \
+        r13 = c13;                                                                                \
+        k += 4;                                                                                   \
+        M2_COL4(EXT, CT)                                                                          \
+        k -= 12;                                                                                  \
+        l0a = m2_pklo(p02, r02);                                                                  \
+        l0b = m2_pklo(q02, c02);                                                                  \
+        l1a = m2_pklo(p13, r13);                                                                  \
+        l1b = m2_pklo(q13, c13);                                                                  \
+        l2a = m2_pkhi(p02, r02);                                                                  \
+        l2b = m2_pkhi(q02, c02);                                                                  \
+        l3a = m2_pkhi(p13, r13);                                                                  \
+        l3b = m2_pkhi(q13, c13);                                                                  \
+        M2_MAC2(a0, w0 + k / 4);                                                                  \
+        M2_MAC2(a1, w1 + k / 4);                                                                  \
+        M2_MAC2(a2, w2 + k / 4);                                                                  \
+        M2_MAC2(a3, w3 + k / 4);                                                                  \
+    }
+#endif
 #endif
 
 #define M2_DOT8_TAIL(CT)                                                                          \
@@ -337,6 +388,40 @@ static M2_NOINLINE void m2_dot_8(const uint8_t *col, int32_t cs, int sgn, const 
     acc[2] = a2;
     acc[3] = a3;
 }
+
+#if M2_SPEED
+/* Speed builds, im2col convolutions: a contiguous byte column against `cout` 8-bit rows of length K,
+   each sum requantized and stored as it is finished (output channel co is element y0 + co * ys of y),
+   two rows a pass: m2_dot_8's loop without a call and an accumulator array per four channels. */
+static M2_NOINLINE void m2_matvec_8(const uint8_t *col, int sgn, const int8_t *w, int32_t K, int32_t cout,
+                                    const int32_t *bias, const int32_t *mult, const int8_t *shift, int32_t lo,
+                                    int32_t hi, uint8_t *y, int32_t y0, int32_t ys, int ybits)
+{
+    const int32_t cs = 1;
+    int32_t co, k, q;
+    for (co = 0; co < cout; co += 2) {
+        const int8_t *w0 = w + co * K, *w1 = co + 1 < cout ? w0 + K : w0, *w2 = w0, *w3 = w0;
+        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        if (sgn) {
+            M2_PAIR8(m2_sxtb16, a0, a1, w0, w1)
+            k = K & ~7;
+            M2_DOT8_TAIL(int8_t);
+        } else {
+            M2_PAIR8(m2_uxtb16, a0, a1, w0, w1)
+            k = K & ~7;
+            M2_DOT8_TAIL(uint8_t);
+        }
+        (void)a2;
+        (void)a3;
+        q = m2_requant_b(a0, bias[co], mult[co], shift[co], lo, hi);
+        m2_st(y, y0 + co * ys, ybits, q);
+        if (co + 1 < cout) {
+            q = m2_requant_b(a1, bias[co + 1], mult[co + 1], shift[co + 1], lo, hi);
+            m2_st(y, y0 + (co + 1) * ys, ybits, q);
+        }
+    }
+}
+#endif
 
 /* 4- and 2-bit rows that start on a byte (K * bits a multiple of 8): each weight byte is loaded once
    and its fields sign-extended in registers, (f ^ s) - s with s the field's sign bit, instead of an
@@ -380,10 +465,18 @@ static M2_NOINLINE void m2_dot_low(const uint8_t *col, int32_t cs, int sgn, cons
             M2_DOT_LOW(int8_t, 4);
         else
             M2_DOT_LOW(uint8_t, 4);
-    } else if (sgn) {
-        M2_DOT_LOW(int8_t, 2);
     } else {
-        M2_DOT_LOW(uint8_t, 2);
+#if M2_SPEED
+        M2_DSP_CASES(M2_DOT2_DSP)
+        a0 /= 64; /* exact: every product was 64 x the weight's */
+        a1 /= 64;
+        a2 /= 64;
+        a3 /= 64;
+#endif
+        if (sgn)
+            M2_DOT_LOW(int8_t, 2);
+        else
+            M2_DOT_LOW(uint8_t, 2);
     }
     acc[0] = a0;
     acc[1] = a1;
