@@ -2,7 +2,8 @@
 
 A kernel's instruction count on a Cortex-M is close to linear in a few quantities of its op: MACs
 (the dot products), column elements (building an im2col column or gathering a pointwise column:
-MACs / output channels), output elements (requantize and store) and a fixed cost per call. What
+MACs / output channels), positions and channels (the loops' set-up), output elements (requantize and
+store) and a fixed cost per call. What
 changes the coefficient of a term is what selects another code path in the kernels: the op's class,
 its weight and input bit-widths, whether sub-byte weight rows start on a byte (the register-unpacked
 dot products need it). `op_terms` names the terms of one op; a device file's `[runtime.cost]` gives
@@ -38,8 +39,9 @@ _POOL_CLASS = {
     OpKind.AVGPOOL2D.value: "avgpool",
     OpKind.GLOBAL_AVGPOOL.value: "avgpool",
 }
+PW_COLUMN = 64  # M2_PW_CHUNK of the C kernels: a pointwise column gathered once per position up to this
 # Every prefix a term can fall back to; a `[runtime.cost]` table must give each.
-PREFIXES = ("mac", "col", "out", "el", "op", "inference")
+PREFIXES = ("mac", "col", "pos", "chan", "out", "el", "op", "inference")
 
 
 def _b(bits: int) -> str:
@@ -65,13 +67,19 @@ def op_terms(
     if cls is not None:
         x = "x8" if in_bits >= 8 else "xlow"
         path = ""
-        if cls != "dw" and weight_bits < 8 and out_channels:
-            row = weights // out_channels  # K: inputs per output channel
-            if (row * weight_bits) % 8:
-                path = ":odd"  # rows not byte-aligned: the generic per-element loop
+        positions = out_elements / out_channels if out_channels else 1.0
+        row = weights // out_channels if out_channels else 0  # K: inputs per output channel
+        if cls != "dw" and weight_bits < 8 and (row * weight_bits) % 8:
+            path = ":odd"  # rows not byte-aligned: the generic per-element loop
+        elif cls == "pw" and row > PW_COLUMN and (positions > 1 or in_bits < 8):
+            path = ":chunked"  # the column does not fit the stack buffer: re-read per four channels
         terms = [(f"mac:{cls}:w{weight_bits}:{x}{path}", float(macs))]
-        if cls != "dw" and out_channels:
+        if cls == "dw":
+            # once per channel: the filter unpacked, the loops set up
+            terms.append(("chan:dw", float(out_channels)))
+        elif out_channels:
             terms.append((f"col:{cls}:{x}", macs / out_channels))
+            terms.append((f"pos:{cls}", positions))  # once per position: a column, the channel loop
         terms.append((f"out:{cls}:y{_b(out_bits)}", float(out_elements)))
         terms.append((f"op:{cls}", 1.0))
         return terms
@@ -80,6 +88,7 @@ def op_terms(
         return [
             (f"el:{pool}:{_b(in_bits)}", float(in_elements)),
             (f"out:{pool}:y{_b(out_bits)}", float(out_elements)),
+            (f"chan:{pool}", float(out_channels)),
             (f"op:{pool}", 1.0),
         ]
     if kind in (OpKind.ADD.value, OpKind.MUL.value):

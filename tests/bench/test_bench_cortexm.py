@@ -3,11 +3,11 @@
 
 Every coverage arch of the codegen tests (every op kind, every weight / activation bit-width) is
 exported, calibrated on real batches, and run in the profiling build on both cores over 16 test
-samples, and so are three models with >= 16 channels in every layer at 8-, 4- and 2-bit weights
-(``wide-w*``: the layers the issue's targets are for); the per-op instruction counts are grouped by
-(op kind, weight bits, input bits, >= 16 channels). Per-model totals (plain build) are printed for
-the same archs. With ``M2NAS_BENCH_JSON=path`` the figures are
-also written there (the before / after tables of the issue come from two such files).
+samples, and so are three models with 32 channels in every layer after the 3-channel input, at 8-,
+4- and 2-bit weights (``wide-w*``). The per-op instruction counts are grouped by (op kind, weight
+bits, input bits, >= 16 input and output channels: the layers the issue's targets are for).
+Per-model totals (plain build) are printed for the same archs. With ``M2NAS_BENCH_JSON=path`` the
+figures are also written there (the before / after tables of the issue come from two such files).
 
 The shipped studies' chosen models: ``M2NAS_BENCH_EXPORTS=dir1:dir2`` names folders written by
 ``m2nas export STUDY --device D --c`` (which measures the model on both emulated cores over the whole
@@ -79,6 +79,7 @@ def test_bench_instructions_per_mac(tmp_path):
         write_inputs(model, {m: v[:SAMPLES] for m, v in ds.test.x.items()}, d / "inputs.bin")
         m = cortexm.measure(d, d / "inputs.bin", arch.classes, info["steps"])
         row = {"model": f"{ds_name}:{label}", "macs": report.macs}
+        ops, tensors = {o.name: o for o in report.graph.ops}, report.graph.tensors
         for core, c in m["cores"].items():
             row[core] = c["instructions_per_inference"]
             for op in c["per_op"]:
@@ -88,7 +89,9 @@ def test_bench_instructions_per_mac(tmp_path):
                     e[1] += op["elements"]
                     e[2] += 1
                 if op["macs"]:
-                    wide = label.startswith("wide")
+                    gop = ops[op["op"]]
+                    # the issue's targets are for layers with >= 16 input and output channels
+                    wide = min(tensors[gop.inputs[0]].shape[0], tensors[gop.outputs[0]].shape[0]) >= 16
                     g = groups[(core, op["kind"], op["weight_bits"], op["in_bits"][0], wide)]
                     g[0] += op["instructions"]
                     g[1] += op["macs"]
