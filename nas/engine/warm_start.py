@@ -38,7 +38,9 @@ def seed_archs(study: Study) -> list[Arch]:
             bits = tuple(entry.bits) if entry.bits else (8, 4)
             if entry.widths:
                 members = [
-                    tinym2net(shapes["modalities"], shapes["classes"], w, b) for w in entry.widths for b in bits
+                    tinym2net(shapes["modalities"], shapes["classes"], w, b)
+                    for w in entry.widths
+                    for b in bits
                 ]
             else:
                 members = family(entry.family, shapes["modalities"], shapes["classes"])
