@@ -38,7 +38,7 @@ def latency_energy(bufs: Buffers, device: Device, placement: dict[str, str]) -> 
     if (
         bufs.instructions is not None
         and cost is not None
-        and placement.get("runtime", "m2nas-c") == "m2nas-c"
+        and placement.get("runtime", device.runtime.profile) == "m2nas-c"
     ):
         # Measured kernels: their instruction counts already include every load and store.
         cycles = bufs.instructions * cost.cycles_per_instruction

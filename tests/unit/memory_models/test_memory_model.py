@@ -227,6 +227,9 @@ def test_latency_and_energy_estimates_by_hand():
     cycles = 1000 / 0.45 + 590 / 2.7 + 110 / 4.0 + 150
     assert r.latency_ms_est == pytest.approx(cycles / 180e3)
     assert r.energy_uj_est == pytest.approx(energy(cycles))
+    # the same when the device file itself selects TFLite Micro
+    tflm = STM.model_copy(update={"runtime": STM.runtime.model_copy(update={"profile": "tflm"})})
+    assert evaluate(g, tflm).latency_ms_est == pytest.approx(cycles / 180e3)
     assert "estimate" in r.to_dict()["estimates"]
 
 
