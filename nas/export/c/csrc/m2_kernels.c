@@ -169,6 +169,23 @@ static M2_KERNEL void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
 
 /*@kernel pwconv*/
 #define M2_PW_CHUNK 64 /* stack bytes of a sub-byte input's unpacked column; a multiple of 8 */
+/* Position p's output channels, four a pass, from its column `col` (stride `cs` between channels):
+   the dot products, requantization, the sigmoid LUT and the store (a macro: -Os code stays as it was). */
+#define M2_PW_GROUPS(col, cs)                                                                     \
+    for (co = 0; co < cout; co += 4) {                                                            \
+        int32_t acc[4], j, q;                                                                     \
+        const int n = cout - co < 4 ? (int)(cout - co) : 4;                                       \
+        if (!M2_WLOW || M2_DOT8_OK(wbits))                                                        \
+            m2_dot_8(col, cs, xsgn, (const int8_t *)(w + co * cin), cin, cin, n, acc);            \
+        else                                                                                      \
+            m2_dot_low(col, cs, xsgn, w + co * cin * wbits / 8, wbits, cin * wbits / 8, cin, n, acc); \
+        for (j = 0; j < n; ++j) {                                                                 \
+            q = m2_requant_b(acc[j], bias[co + j], mult[co + j], shift[co + j], lo, hi);          \
+            if (lut)                                                                              \
+                q = lut[q - lut_lo];                                                              \
+            m2_st(y, (co + j) * npos + p, ybits, q);                                              \
+        }                                                                                         \
+    }
 /* Pointwise (1x1, stride 1) convolution over `npos` positions; a linear layer is npos = 1.
    With `lut` (sigmoid): the requantized value is the LUT index (minus `lut_lo`), the stored value
    the LUT entry. */
@@ -191,20 +208,7 @@ static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
                 for (c = 0; c < cin; ++c)
                     buf[c] = (uint8_t)(m2_ld(x, c * npos + p, xbits, xsgn) & 0xff);
             }
-            for (co = 0; co < cout; co += 4) {
-                int32_t acc[4], j, q;
-                const int n = cout - co < 4 ? (int)(cout - co) : 4;
-                if (!M2_WLOW || M2_DOT8_OK(wbits))
-                    m2_dot_8(buf, 1, xsgn, (const int8_t *)(w + co * cin), cin, cin, n, acc);
-                else
-                    m2_dot_low(buf, 1, xsgn, w + co * cin * wbits / 8, wbits, cin * wbits / 8, cin, n, acc);
-                for (j = 0; j < n; ++j) {
-                    q = m2_requant_b(acc[j], bias[co + j], mult[co + j], shift[co + j], lo, hi);
-                    if (lut)
-                        q = lut[q - lut_lo];
-                    m2_st(y, (co + j) * npos + p, ybits, q);
-                }
-            }
+            M2_PW_GROUPS(buf, 1);
         }
         return;
     }
@@ -212,20 +216,7 @@ static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
     if (xbits == 8 && (M2_DOT8_OK(wbits) || M2_DOTLOW_OK(wbits, cin))) {
         /* byte inputs: position p's column is x[p], x[p + npos], ...; four output channels a pass */
         for (p = 0; p < npos; ++p)
-            for (co = 0; co < cout; co += 4) {
-                int32_t acc[4], j, q;
-                const int n = cout - co < 4 ? (int)(cout - co) : 4;
-                if (!M2_WLOW || M2_DOT8_OK(wbits))
-                    m2_dot_8(x + p, npos, xsgn, (const int8_t *)(w + co * cin), cin, cin, n, acc);
-                else
-                    m2_dot_low(x + p, npos, xsgn, w + co * cin * wbits / 8, wbits, cin * wbits / 8, cin, n, acc);
-                for (j = 0; j < n; ++j) {
-                    q = m2_requant_b(acc[j], bias[co + j], mult[co + j], shift[co + j], lo, hi);
-                    if (lut)
-                        q = lut[q - lut_lo];
-                    m2_st(y, (co + j) * npos + p, ybits, q);
-                }
-            }
+            M2_PW_GROUPS(x + p, npos);
         return;
     }
     if (M2_DOT8_OK(wbits) || M2_DOTLOW_OK(wbits, cin)) {
