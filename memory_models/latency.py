@@ -5,8 +5,9 @@ A kernel's instruction count on a Cortex-M is close to linear in a few quantitie
 MACs / output channels), positions and channels (the loops' set-up), output elements (requantize and
 store) and a fixed cost per call. What
 changes the coefficient of a term is what selects another code path in the kernels: the op's class,
-its weight and input bit-widths, whether sub-byte weight rows start on a byte (the register-unpacked
-dot products need it). `op_terms` names the terms of one op; a device file's `[runtime.cost]` gives
+its weight and input bit-widths, the row length (sub-byte rows up to LANES_COLUMN run against a column
+widened once into 16-bit lanes, whatever their alignment; longer ones need byte-aligned rows for the
+register-unpacked dot products). `op_terms` names the terms of one op; a device file's `[runtime.cost]` gives
 each term's instructions, fitted by ``tests/bench/test_bench_latency.py`` to the counts of QEMU's
 ``-icount`` on the core the device has, and the cycles-per-instruction assumption that turns
 instructions into time (stated there; QEMU counts instructions, not cycles).
@@ -40,6 +41,9 @@ _POOL_CLASS = {
     OpKind.GLOBAL_AVGPOOL.value: "avgpool",
 }
 PW_COLUMN = 64  # M2_PW_CHUNK of the C kernels: a pointwise column gathered once per position up to this
+# Sub-byte rows up to this long take the widened-column path (m2_mvlow): M2_MV_K of an im2col
+# convolution, M2_PW_LANES of a pointwise / linear layer.
+LANES_COLUMN = {"conv": 320, "pw": 128}
 # Every prefix a term can fall back to; a `[runtime.cost]` table must give each.
 PREFIXES = ("mac", "col", "pos", "chan", "out", "el", "op", "inference")
 
@@ -69,18 +73,21 @@ def op_terms(
         path = ""
         positions = out_elements / out_channels if out_channels else 1.0
         row = weights // out_channels if out_channels else 0  # K: inputs per output channel
-        if cls != "dw" and weight_bits < 8 and (row * weight_bits) % 8:
+        if cls != "dw" and weight_bits < 8 and row <= LANES_COLUMN[cls]:
+            path = ":lanes"  # sub-byte rows against a column widened once into 16-bit lanes
+        elif cls != "dw" and weight_bits < 8 and (row * weight_bits) % 8:
             path = ":odd"  # rows not byte-aligned: the generic per-element loop
         elif cls == "pw" and row > PW_COLUMN and (positions > 1 or in_bits < 8):
             path = ":chunked"  # the column does not fit the stack buffer: re-read per four channels
+        lanes = ":lanes" if path == ":lanes" else ""  # its column and outputs cost differently too
         terms = [(f"mac:{cls}:w{weight_bits}:{x}{path}", float(macs))]
         if cls == "dw":
             # once per channel: the filter unpacked, the loops set up
             terms.append(("chan:dw", float(out_channels)))
         elif out_channels:
-            terms.append((f"col:{cls}:{x}", macs / out_channels))
+            terms.append((f"col:{cls}:{x}{lanes}", macs / out_channels))
             terms.append((f"pos:{cls}", positions))  # once per position: a column, the channel loop
-        terms.append((f"out:{cls}:y{_b(out_bits)}", float(out_elements)))
+        terms.append((f"out:{cls}:y{_b(out_bits)}{lanes}", float(out_elements)))
         terms.append((f"op:{cls}", 1.0))
         return terms
     pool = _POOL_CLASS.get(kind)

@@ -100,7 +100,8 @@ def export_command(
                 out().print(
                     f"  C on emulated {c['cpu']} ({c['board']}): {c['instructions_per_inference']:,} instructions "
                     f"per inference ({c['instructions_per_mac']:.2f} per MAC; instructions, not cycles), identical "
-                    f"int8 logits on {c['identical_logits']:,} / {c['samples']:,} test samples",
+                    f"int8 logits on {c['identical_logits']:,} / {c['samples']:,} test samples, stack "
+                    f"{c.get('stack_bytes', 0):,} B",
                     markup=False,
                     soft_wrap=True,
                 )

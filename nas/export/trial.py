@@ -95,7 +95,14 @@ def _measured_summary(m: dict[str, Any] | None) -> dict[str, Any] | None:
     return {
         k: {
             f: c[f]
-            for f in ("instructions_per_inference", "instructions_per_mac", "identical_logits", "samples")
+            for f in (
+                "instructions_per_inference",
+                "instructions_per_mac",
+                "identical_logits",
+                "samples",
+                "stack_bytes",
+            )
+            if f in c
         }
         for k, c in m["cores"].items()
     }

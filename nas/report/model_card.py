@@ -260,6 +260,12 @@ def _measured_lines(result) -> list[str]:
         "- A board's cycles are these counts times its cycles per instruction (pipeline, flash wait states, "
         "caches), which an emulator does not model.",
     ]
+    stacks = [f"{c['stack_bytes']:,} B on the {c['cpu']}" for c in m["cores"].values() if "stack_bytes" in c]
+    if stacks:
+        L.append(
+            f"- Stack of an inference, outside the arena (the measured -O2 build; painted-stack high-water "
+            f"mark): {', '.join(stacks)}."
+        )
     return L
 
 

@@ -83,6 +83,7 @@ class SplitRun:
     instructions: np.ndarray  # (N,) per inference
     profile: np.ndarray | None  # (steps + 2,) instructions summed over samples: load, steps..., read-out
     seconds: float  # host wall time of the emulation
+    stack_bytes: int  # the most stack an inference used (painted-stack high-water mark)
 
     @property
     def per_inference(self) -> float:
@@ -160,7 +161,7 @@ def run_split(
         wd.mkdir(parents=True, exist_ok=True)
         exe = build(c_dir, c, wd / f"model_{c.name}{'_prof' if profile else ''}.elf", profile=profile)
         shutil.copyfile(inputs, wd / "inputs.bin")
-        for f in ("logits.bin", "ticks.bin", "profile.bin"):
+        for f in ("logits.bin", "ticks.bin", "profile.bin", "stack.bin"):
             (wd / f).unlink(missing_ok=True)
         t0 = time.perf_counter()
         proc = emulate(exe, c, wd, timeout)
@@ -176,7 +177,8 @@ def run_split(
         prof = None
         if profile:
             prof = np.fromfile(wd / "profile.bin", dtype="<u4").astype(np.int64) * INSTRUCTIONS_PER_TICK
-    return SplitRun(c.name, logits, ticks * INSTRUCTIONS_PER_TICK, prof, seconds)
+        stack = int(np.fromfile(wd / "stack.bin", dtype="<u4")[0])
+    return SplitRun(c.name, logits, ticks * INSTRUCTIONS_PER_TICK, prof, seconds, stack)
 
 
 def object_size(c_dir: str | Path, core: str | Core = "m4", opt: str = "-Os") -> dict[str, int]:
@@ -233,6 +235,7 @@ def measure(
                 "instructions_per_inference": round(plain.per_inference),
                 "instructions_min": int(plain.instructions.min()) if n else 0,
                 "instructions_max": int(plain.instructions.max()) if n else 0,
+                "stack_bytes": plain.stack_bytes,
                 "emulation_seconds": round(plain.seconds + prof.seconds, 2),
                 "profile_samples": m,
                 "profile_instructions_per_inference": round(float(per_step.sum())),

@@ -17,9 +17,17 @@ Speed (issue 15): the multiply-accumulate loops are shared dot products of one c
 weight rows at a time (``m2_dot_8``, ``m2_dot_low`` in ``common``); with ``__ARM_FEATURE_DSP``
 (Cortex-M4 / M7) they use the ACLE intrinsics of ``arm_acle.h`` (SXTB16 / UXTB16 to widen, SMLAD for
 two MACs an instruction; 4-bit weights widened as 16 x their value and divided back exactly), and
-requantization rounds with shifts instead of a 64-bit division. Every path computes the same integers
-as the portable C, bit for bit (checked on x86 and on both emulated cores). Stack: up to 64 B (a
-sub-byte pointwise input's column chunk) + 256 B (a depthwise filter) besides a few scalars.
+requantization rounds with shifts instead of a 64-bit division. Speed builds (Arm DSP, not -Os) add
+the widened-lane kernels: a column widened once into 16-bit lanes in the order the weight rows unpack
+in registers, against every output channel (4- and 2-bit rows of any alignment; byte rows of
+pointwise layers two positions a pass, of linear layers four rows a pass, the inner loops of the
+last two and of aligned 4-bit rows in inline assembly), with blocked requantization. Every path
+computes the same integers as the portable C, bit for bit (checked on x86 and on both emulated
+cores, layer by layer in tests/unit/nas/test_kernels_cortexm.py and model by model). Stack: the
+-Os build up to 64 B (a sub-byte pointwise input's column chunk) or 256 B (a depthwise filter)
+besides a few scalars; a speed build up to 320 B of lanes (im2col columns up to 160 elements) or
+64 + 256 B (a pointwise column and two positions' lanes), besides the frames; the export measures
+the whole inference's stack on the emulated cores (``stack_bytes``: about 0.7-0.9 KB measured).
 
 Each kernel is delimited by ``/*@kernel NAME*/`` ... ``/*@end*/`` so that the generator emits only
 the kernels a model uses (``-Wall -Wextra -Werror`` rejects unused static functions, and unused code

@@ -15,6 +15,9 @@ static M2_KERNEL void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin
 {
     const int32_t K = cin * kh * kw;
     int32_t oy, ox, c, ky, kx, co, k;
+#if M2_SPEED
+    const m2_out out = {bias, mult, shift, lo, hi, NULL, 0, y, oh * ow, ybits, m2_uniform_shift(shift, bias, cout)};
+#endif
     for (oy = 0; oy < oh; ++oy) {
         for (ox = 0; ox < ow; ++ox) {
             const int32_t o = oy * ow + ox;
@@ -50,6 +53,12 @@ static M2_KERNEL void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin
                         }
             }
 #if M2_SPEED
+            if (col && wbits < 8 && K <= M2_MV_K) {
+                int32_t L[M2_MV_K / 2];
+                m2_widen(col, xsgn, K, wbits, L);
+                m2_mvlow(L, w, wbits, K, cout, &out, o);
+                continue;
+            }
             if (col && M2_DOT8_OK(wbits)) {
                 m2_matvec_8(col, xsgn, (const int8_t *)w, K, cout, bias, mult, shift, lo, hi, y, o, oh * ow, ybits);
                 continue;
@@ -116,7 +125,9 @@ static M2_KERNEL void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin
 /* Depthwise convolution (groups = channels, one filter per channel), zero padding, no scratch.
    Each channel's filter is unpacked once (not once per output); windows inside the input skip the
    bounds tests and, for byte inputs, read the bytes directly. */
-static M2_KERNEL void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t ih, int32_t iw,
+/* Out of line in every build: inlined into the inference function its 256 B filter buffer would stay
+   on the stack under every later kernel's frame (measured: the peak was their sum). */
+static M2_KERNEL M2_NOINLINE void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t ch, int32_t ih, int32_t iw,
                                 uint8_t *y, int ybits, int32_t oh, int32_t ow,
                                 int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph, int32_t pw,
                                 const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
@@ -186,6 +197,74 @@ static M2_KERNEL void m2_dwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
             m2_st(y, (co + j) * npos + p, ybits, q);                                              \
         }                                                                                         \
     }
+#if M2_SPEED
+/* Speed builds, sub-byte weights and columns up to M2_PW_LANES: the column widened once per position
+   (see m2_mvlow); out of line, so that m2_pwconv stays small enough to be specialised per call. */
+static M2_NOINLINE void m2_pw_low(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos, uint8_t *y,
+                                  int ybits, int32_t cout, const uint8_t *w, int wbits, const int32_t *bias,
+                                  const int32_t *mult, const int8_t *shift, int32_t lo, int32_t hi,
+                                  const uint8_t *lut, int32_t lut_lo)
+{
+    int32_t p, c;
+    const m2_out out = {bias, mult, shift, lo, hi, lut, lut_lo, y, npos, ybits, m2_uniform_shift(shift, bias, cout)};
+    uint8_t buf[M2_PW_LANES];
+    int32_t L[M2_PW_LANES / 2];
+    for (p = 0; p < npos; ++p) {
+        const uint8_t *src = x;
+        if (npos > 1 || xbits != 8) {
+            src = buf;
+            if (xbits == 8) {
+                for (c = 0; c < cin; ++c)
+                    buf[c] = x[c * npos + p];
+            } else {
+                for (c = 0; c < cin; ++c)
+                    buf[c] = (uint8_t)(m2_ld(x, c * npos + p, xbits, xsgn) & 0xff);
+            }
+        }
+        m2_widen(src, xsgn, cin, wbits, L);
+        m2_mvlow(L, w, wbits, cin, cout, &out, p);
+    }
+}
+#endif
+#if M2_SPEED
+/* Position p's column (K bytes) into buf, unless it is x itself (a linear layer's byte input). */
+static const uint8_t *m2_pw_column(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos, int32_t p,
+                                   uint8_t *buf)
+{
+    int32_t c;
+    if (npos == 1 && xbits == 8)
+        return x;
+    if (xbits == 8) {
+        for (c = 0; c < cin; ++c)
+            buf[c] = x[c * npos + p];
+    } else {
+        for (c = 0; c < cin; ++c)
+            buf[c] = (uint8_t)(m2_ld(x, c * npos + p, xbits, xsgn) & 0xff);
+    }
+    return buf;
+}
+
+/* Speed builds, byte weights (see m2_pw8_pair, m2_lin8). */
+static M2_NOINLINE void m2_pw_8(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos, uint8_t *y,
+                                int ybits, int32_t cout, const uint8_t *w, const int32_t *bias, const int32_t *mult,
+                                const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo)
+{
+    const m2_out out = {bias, mult, shift, lo, hi, lut, lut_lo, y, npos, ybits, m2_uniform_shift(shift, bias, cout)};
+    uint8_t buf[M2_PW_LANES];
+    int32_t L[2 * M2_L2], p;
+    if (npos == 1) {
+        m2_widen(m2_pw_column(x, xbits, xsgn, cin, npos, 0, buf), xsgn, cin, 8, L);
+        m2_lin8(L, w, cin, cout, &out);
+        return;
+    }
+    for (p = 0; p < npos; p += 2) {
+        const int both = p + 1 < npos;
+        m2_widen(m2_pw_column(x, xbits, xsgn, cin, npos, p, buf), xsgn, cin, 8, L);
+        m2_widen(m2_pw_column(x, xbits, xsgn, cin, npos, both ? p + 1 : p, buf), xsgn, cin, 8, L + M2_L2);
+        m2_pw8_pair(L, w, cin, cout, &out, p, both);
+    }
+}
+#endif
 /* Pointwise (1x1, stride 1) convolution over `npos` positions; a linear layer is npos = 1.
    With `lut` (sigmoid): the requantized value is the LUT index (minus `lut_lo`), the stored value
    the LUT entry. */
@@ -196,9 +275,17 @@ static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
 {
     int32_t p, co, c;
 #if M2_SPEED
-    if ((npos > 1 || xbits != 8) && cin <= M2_PW_CHUNK && (M2_DOT8_OK(wbits) || M2_DOTLOW_OK(wbits, cin))) {
-        /* The column fits the stack buffer: gathered (and unpacked) once per position, not once per
-           four output channels, and the dot products read it contiguously. */
+    if (wbits < 8 && cin <= M2_PW_LANES) {
+        m2_pw_low(x, xbits, xsgn, cin, npos, y, ybits, cout, w, wbits, bias, mult, shift, lo, hi, lut, lut_lo);
+        return;
+    }
+    if (M2_DOT8_OK(wbits) && cin % 4 == 0 && cin <= M2_PW_LANES) {
+        m2_pw_8(x, xbits, xsgn, cin, npos, y, ybits, cout, w, bias, mult, shift, lo, hi, lut, lut_lo);
+        return;
+    }
+    if ((npos > 1 || xbits != 8) && cin <= M2_PW_CHUNK && M2_DOT8_OK(wbits)) {
+        /* byte weights, the column fits the stack buffer: gathered (and unpacked) once per position,
+           not once per four output channels, and the dot products read it contiguously */
         uint8_t buf[M2_PW_CHUNK];
         for (p = 0; p < npos; ++p) {
             if (xbits == 8) {

@@ -351,6 +351,445 @@ static inline int32_t m2_pkhi(int32_t a, int32_t b)
 #endif
 #endif
 
+#if M2_SPEED
+/* Speed builds, 4- and 2-bit weights (m2_mvlow): a column is widened once into 16-bit lanes on the
+   stack, in the order the weight rows unpack in registers, and every output channel is computed from
+   it, two rows a pass, whatever bit the rows start on (rows of odd length included); sums are
+   requantized sixteen at a time. Lanes come in groups of G = 32 / bits elements (one weight word):
+   element j = e * b + f of a group (byte b of the word, field f of the byte, e = 8 / bits fields a
+   byte) is lane 4f + 2(b & 1) + (b >> 1), so that SXTB16 of field f of every byte (moved to the
+   byte's top) and of its 8-bit rotation meet the lane pairs (b = 0, 2) and (b = 1, 3) of consecutive
+   words. The column past K is zeros, so a row may read on into the next row's weights to the end of
+   its last group (products with zero lanes); a pair whose reads would leave the weight array stops at
+   its last whole group and finishes weight by weight. Byte weights keep the paths below (measured:
+   widened lanes did not make them faster). */
+/* Functions with hand-scheduled loops are compiled once, not specialised per model (GCC's noipa):
+   a clone specialised for some call's constants can run out of registers for a loop that needs
+   thirteen of them ("impossible constraints"), and one context that compiles compiles everywhere. */
+#define M2_ASM_FN __attribute__((noipa, unused))
+#define M2_MV_K 160 /* im2col columns (the column itself is in the arena; its lanes, 320 B, on the stack) */
+#define M2_PW_LANES 64 /* pointwise / linear columns (gathered and widened on the stack: 64 + 2 x 128 B) */
+
+/* The lanes of `src` (K <= M2_MV_K bytes, contiguous) for `wbits`-bit rows, as words in L. */
+static M2_NOINLINE void m2_widen(const uint8_t *src, int sgn, int32_t K, int wbits, int32_t *L)
+{
+    const int32_t G = 32 / wbits, Kg = (K + G - 1) / G * G;
+    uint8_t last[16];
+    int32_t k, i;
+    for (k = 0; k < Kg; k += G) {
+        const uint8_t *s = src + k;
+        uint32_t c[4];
+        int32_t a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0};
+        if (k + G > K) { /* the last, partial group: zeros past K */
+            for (i = 0; i < G; ++i)
+                last[i] = k + i < K ? src[k + i] : 0;
+            s = last;
+        }
+        for (i = 0; i < G / 4; ++i) {
+            c[i] = m2_ld32(s + 4 * i);
+            a[i] = sgn ? m2_sxtb16(c[i]) : m2_uxtb16(c[i]); /* elements 4i, 4i + 2 */
+            b[i] = sgn ? m2_sxtb16_hi(c[i]) : m2_uxtb16_hi(c[i]); /* 4i + 1, 4i + 3 */
+        }
+        if (wbits == 8) {
+            L[0] = a[0];
+            L[1] = b[0];
+            L += 2;
+        } else if (wbits == 4) { /* (0, 4), (2, 6), (1, 5), (3, 7) */
+            L[0] = m2_pklo(a[0], a[1]);
+            L[1] = m2_pkhi(a[0], a[1]);
+            L[2] = m2_pklo(b[0], b[1]);
+            L[3] = m2_pkhi(b[0], b[1]);
+            L += 4;
+        } else { /* field f: (f, 8 + f), (4 + f, 12 + f) */
+            L[0] = m2_pklo(a[0], a[2]);
+            L[1] = m2_pklo(a[1], a[3]);
+            L[2] = m2_pklo(b[0], b[2]);
+            L[3] = m2_pklo(b[1], b[3]);
+            L[4] = m2_pkhi(a[0], a[2]);
+            L[5] = m2_pkhi(a[1], a[3]);
+            L[6] = m2_pkhi(b[0], b[2]);
+            L[7] = m2_pkhi(b[1], b[3]);
+            L += 8;
+        }
+    }
+}
+
+/* A dense layer's requantization and output, for m2_mvlow. */
+typedef struct {
+    const int32_t *bias, *mult;
+    const int8_t *shift;
+    int32_t lo, hi;
+    const uint8_t *lut; /* sigmoid: the requantized value indexes it (minus lut_lo) */
+    int32_t lut_lo;
+    uint8_t *y;
+    int32_t ys; /* elements from one output channel to the next */
+    int ybits;
+    int ushift; /* the shift every channel has, when they all have the same one above 32; else 0 */
+} m2_out;
+
+/* m2_out.ushift of a layer: its shift when every channel has the same one above 32 and every bias is
+   below 2^30 in magnitude (then a bias plus a sum of the widened-lane kernels, below 2^24 for columns
+   of up to 320 elements, cannot overflow); else 0. */
+static inline int m2_uniform_shift(const int8_t *shift, const int32_t *bias, int32_t n)
+{
+    int32_t j;
+    for (j = 0; j < n; ++j)
+        if (shift[j] != shift[0] || bias[j] >= (1 << 30) || bias[j] <= -(1 << 30))
+            return 0;
+    return shift[0] > 32 ? shift[0] : 0;
+}
+
+/* Output channel co at position y0: m2_requant_b, the shift > 32 case rounded half up from the high
+   word alone (exact unless the low word is 0: a tie is possible only then, and takes the exact path). */
+static inline __attribute__((always_inline)) void m2_put(const m2_out *o, int32_t co, int32_t acc, int32_t y0)
+{
+    int32_t s, q;
+    const int sh = o->shift[co];
+    if (!__builtin_add_overflow(acc, o->bias[co], &s) && sh > 32) {
+        const int64_t p = (int64_t)s * o->mult[co];
+        q = ((int32_t)(p >> 32) + (1 << (sh - 33))) >> (sh - 32);
+        if ((uint32_t)p == 0u)
+            q = m2_requant(s, o->mult[co], sh, o->lo, o->hi);
+        q = q < o->lo ? o->lo : (q > o->hi ? o->hi : q);
+    } else {
+        q = m2_requant_b(acc, o->bias[co], o->mult[co], sh, o->lo, o->hi);
+    }
+    if (o->lut)
+        q = o->lut[q - o->lut_lo];
+    if (o->ybits == 8)
+        o->y[y0 + co * o->ys] = (uint8_t)q;
+    else
+        m2_st(o->y, y0 + co * o->ys, o->ybits, q);
+}
+
+/* 32 weight bits from bit `off` of p: off in 1..7 (m2_ldw_nz) or any (m2_ldw, p[4] only if off > 0). */
+static inline uint32_t m2_ldw_nz(const uint8_t *p, uint32_t off)
+{
+    return (m2_ld32(p) >> off) | ((uint32_t)p[4] << (32u - off));
+}
+
+static inline uint32_t m2_ldw(const uint8_t *p, uint32_t off)
+{
+    return off ? m2_ldw_nz(p, off) : m2_ld32(p);
+}
+
+#define M2_MV_G4(acc, v, L)                                                                       \
+    do {                                                                                          \
+        const uint32_t e_ = ((v) << 4) & 0xF0F0F0F0u, o_ = (v) & 0xF0F0F0F0u;                    \
+        acc = __smlad((L)[0], __sxtb16((int32_t)e_), __smlad((L)[1], m2_sxtb16_hi(e_), acc));     \
+        acc = __smlad((L)[2], __sxtb16((int32_t)o_), __smlad((L)[3], m2_sxtb16_hi(o_), acc));     \
+    } while (0)
+#define M2_MV_G2(acc, v, L)                                                                       \
+    do {                                                                                          \
+        uint32_t t_ = ((v) << 6) & 0xC0C0C0C0u;                                                   \
+        acc = __smlad((L)[0], __sxtb16((int32_t)t_), __smlad((L)[1], m2_sxtb16_hi(t_), acc));     \
+        t_ = ((v) << 4) & 0xC0C0C0C0u;                                                            \
+        acc = __smlad((L)[2], __sxtb16((int32_t)t_), __smlad((L)[3], m2_sxtb16_hi(t_), acc));     \
+        t_ = ((v) << 2) & 0xC0C0C0C0u;                                                            \
+        acc = __smlad((L)[4], __sxtb16((int32_t)t_), __smlad((L)[5], m2_sxtb16_hi(t_), acc));     \
+        t_ = (v) & 0xC0C0C0C0u;                                                                   \
+        acc = __smlad((L)[6], __sxtb16((int32_t)t_), __smlad((L)[7], m2_sxtb16_hi(t_), acc));     \
+    } while (0)
+
+/* Two rows over n weight words: LA / LB load row A's / B's word (pointer, bit offset). */
+#define M2_MV_PASS(MAC, LA, LB, WORDS)                                                            \
+    for (i = 0; i < n; ++i, pA += 4, pB += 4, L += WORDS) {                                       \
+        const uint32_t vA_ = LA(pA, oA), vB_ = LB(pB, oB);                                        \
+        MAC(aA, vA_, L);                                                                          \
+        MAC(aB, vB_, L);                                                                          \
+    }
+#define M2_LD_AL(p, o) m2_ld32(p)
+/* The sub-byte passes by the rows' bit offsets: both aligned, only B's inside a byte (4-bit rows of
+   odd length), or any. */
+#define M2_MV_LOW(MAC, WORDS)                                                                     \
+    if ((oA | oB) == 0u) {                                                                        \
+        M2_MV_PASS(MAC, M2_LD_AL, M2_LD_AL, WORDS)                                                \
+    } else if (oA == 0u) {                                                                        \
+        M2_MV_PASS(MAC, M2_LD_AL, m2_ldw_nz, WORDS)                                               \
+    } else {                                                                                      \
+        M2_MV_PASS(MAC, m2_ldw, m2_ldw, WORDS)                                                    \
+    }
+
+/* The last rows' tail, weight by weight (element k's lane; see m2_widen). */
+#define M2_MV_TAIL(k0)                                                                            \
+    for (k = (k0); k < K; ++k) {                                                                  \
+        const int32_t j = k % G, b = j / (8 / wbits), f = j % (8 / wbits);                        \
+        const int32_t lane = k - j + 4 * f + 2 * (b & 1) + (b >> 1);                              \
+        const int32_t v = (int16_t)(uint16_t)(((uint32_t)L0[lane >> 1] >> (16 * (lane & 1))) & 0xFFFFu); \
+        aA += v * m2_ld(w, co * K + k, wbits, 1);                                                 \
+        aB += v * m2_ld(w, (co + two) * K + k, wbits, 1);                                         \
+    }
+
+/* m2_requant_b out of line: the rare case of the loop below keeps its registers free. */
+static M2_NOINLINE int32_t m2_requant_slow(int32_t acc, int32_t bias, int32_t mult, int shift, int32_t lo,
+                                           int32_t hi)
+{
+    return m2_requant_b(acc, bias, mult, shift, lo, hi);
+}
+
+/* Outputs co0 .. co0 + n - 1 of position y0 from their sums: m2_requant_b, with the shift > 32 case
+   rounded half up from the high word alone (exact unless the low word is 0, the only case a tie is
+   possible in: then the exact path). */
+static M2_NOINLINE void m2_rq_block(const int32_t *acc, int32_t n, const m2_out *o, int32_t co0, int32_t y0)
+{
+    const int32_t *b = o->bias + co0, *m = o->mult + co0;
+    const int8_t *sh = o->shift + co0;
+    const int32_t lo = o->lo, hi = o->hi, ys = o->ys;
+    int32_t j;
+    if (o->ybits == 8 && !o->lut && o->ushift) {
+        /* one shift (its rounding constants hoisted), no overflow possible (see m2_uniform_shift) */
+        const int t = o->ushift - 32;
+        const int32_t half = 1 << (t - 1);
+        uint8_t *y = o->y + y0 + co0 * ys;
+#define M2_RQ_UNIFORM(CLAMP)                                                                      \
+    for (j = 0; j < n; ++j) {                                                                     \
+        const int32_t s = acc[j] + b[j];                                                          \
+        const int64_t p = (int64_t)s * m[j];                                                      \
+        int32_t q = ((int32_t)(p >> 32) + half) >> t;                                             \
+        if ((uint32_t)p == 0u)                                                                    \
+            q = m2_requant_slow(s, 0, m[j], t + 32, lo, hi);                                      \
+        y[j * ys] = (uint8_t)(CLAMP);                                                             \
+    }
+        if (lo == 0 && hi == 255) {
+            M2_RQ_UNIFORM(__usat(q, 8))
+        } else if (lo == -128 && hi == 127) {
+            M2_RQ_UNIFORM(__ssat(q, 8))
+        } else {
+            M2_RQ_UNIFORM(q < lo ? lo : (q > hi ? hi : q))
+        }
+#undef M2_RQ_UNIFORM
+        return;
+    }
+    if (o->ybits == 8 && !o->lut) {
+        uint8_t *y = o->y + y0 + co0 * ys;
+        for (j = 0; j < n; ++j, y += ys) {
+            const int t = sh[j];
+            int32_t s, q;
+            if (t > 32 && !__builtin_add_overflow(acc[j], b[j], &s)) {
+                const int64_t p = (int64_t)s * m[j];
+                q = ((int32_t)(p >> 32) + (1 << (t - 33))) >> (t - 32);
+                if ((uint32_t)p == 0u)
+                    q = m2_requant_slow(s, 0, m[j], t, lo, hi);
+                q = q < lo ? lo : (q > hi ? hi : q);
+            } else {
+                q = m2_requant_slow(acc[j], b[j], m[j], t, lo, hi);
+            }
+            *y = (uint8_t)q;
+        }
+        return;
+    }
+    for (j = 0; j < n; ++j)
+        m2_put(o, co0 + j, acc[j], y0);
+}
+
+/* A_, B_ += 16 x the dot products of the 4-bit lanes from L_ to E_ (four words, eight elements, at a
+   time; at least one) with the 4-bit rows at P_ and P_ + K_ (whole words each); L_, P_ advance. */
+#define M2_LIN4_LOOP(L_, E_, P_, K_, A_, B_)                                                      \
+    do {                                                                                          \
+        uint32_t x0_, x1_, x2_, x3_, v_, u_, t_;                                                  \
+        __asm volatile("1:\n\t"                                                                   \
+                       "ldrd %[x0], %[x1], [%[l]], #8\n\t"                                        \
+                       "ldrd %[x2], %[x3], [%[l]], #8\n\t"                                        \
+                       "ldr %[v], [%[p]]\n\t"                                                     \
+                       "lsl %[u], %[v], #4\n\t"                                                   \
+                       "and %[u], %[u], #0xF0F0F0F0\n\t"                                          \
+                       "and %[v], %[v], #0xF0F0F0F0\n\t"                                          \
+                       "sxtb16 %[t], %[u]\n\t"                                                    \
+                       "smlad %[a], %[x0], %[t], %[a]\n\t"                                        \
+                       "sxtb16 %[t], %[u], ror #8\n\t"                                            \
+                       "smlad %[a], %[x1], %[t], %[a]\n\t"                                        \
+                       "sxtb16 %[t], %[v]\n\t"                                                    \
+                       "smlad %[a], %[x2], %[t], %[a]\n\t"                                        \
+                       "sxtb16 %[t], %[v], ror #8\n\t"                                            \
+                       "smlad %[a], %[x3], %[t], %[a]\n\t"                                        \
+                       "ldr %[v], [%[p], %[k]]\n\t"                                               \
+                       "lsl %[u], %[v], #4\n\t"                                                   \
+                       "and %[u], %[u], #0xF0F0F0F0\n\t"                                          \
+                       "and %[v], %[v], #0xF0F0F0F0\n\t"                                          \
+                       "sxtb16 %[t], %[u]\n\t"                                                    \
+                       "smlad %[b], %[x0], %[t], %[b]\n\t"                                        \
+                       "sxtb16 %[t], %[u], ror #8\n\t"                                            \
+                       "smlad %[b], %[x1], %[t], %[b]\n\t"                                        \
+                       "sxtb16 %[t], %[v]\n\t"                                                    \
+                       "smlad %[b], %[x2], %[t], %[b]\n\t"                                        \
+                       "sxtb16 %[t], %[v], ror #8\n\t"                                            \
+                       "smlad %[b], %[x3], %[t], %[b]\n\t"                                        \
+                       "adds %[p], %[p], #4\n\t"                                                  \
+                       "cmp %[l], %[e]\n\t"                                                       \
+                       "bne 1b"                                                                   \
+                       : [l] "+&r"(L_), [p] "+&r"(P_), [a] "+&r"(A_), [b] "+&r"(B_), [x0] "=&r"(x0_), \
+                         [x1] "=&r"(x1_), [x2] "=&r"(x2_), [x3] "=&r"(x3_), [v] "=&r"(v_),        \
+                         [u] "=&r"(u_), [t] "=&r"(t_)                                             \
+                       : [e] "r"(E_), [k] "r"(K_)                                                 \
+                       : "cc", "memory");                                                         \
+    } while (0)
+
+#define M2_MV_BLOCK 8 /* output channels summed before they are requantized together (stack: 32 B) */
+
+/* Every output channel of one widened column L0 (K elements) against `cout` rows of 4- or 2-bit
+   weights (rows may start inside a byte), stored at position y0 of o->y. */
+static M2_ASM_FN void m2_mvlow(const int32_t *L0, const uint8_t *w, int wbits, int32_t K, int32_t cout,
+                                 const m2_out *o, int32_t y0)
+{
+    const int32_t G = 32 / wbits, rowbits = K * wbits, nbytes = (cout * rowbits + 7) / 8;
+    const int32_t nall = (K + G - 1) / G, nwhole = K / G;
+    int32_t acc[M2_MV_BLOCK], co0, co;
+    if (wbits == 4 && K % 8 == 0) { /* rows of whole words: two a pass in assembly */
+        const int32_t rb = K / 2;
+        for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {
+            const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;
+            for (co = co0; co < end; co += 2) {
+                const uint8_t *p = w + co * rb;
+                const int32_t *l = L0, *lend = L0 + K / 2, d = co + 1 < end ? rb : 0;
+                int32_t aA = 0, aB = 0;
+                M2_LIN4_LOOP(l, lend, p, d, aA, aB);
+                acc[co - co0] = aA >> 4; /* exact: 16 x (arithmetic shift: GCC, clang) */
+                if (co + 1 < end)
+                    acc[co - co0 + 1] = aB >> 4;
+            }
+            m2_rq_block(acc, end - co0, o, co0, y0);
+        }
+        return;
+    }
+    for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {
+        const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;
+        for (co = co0; co < end; co += 2) {
+            const int two = co + 1 < end;
+            const uint32_t bitA = (uint32_t)(co * rowbits), bitB = bitA + (two ? (uint32_t)rowbits : 0u);
+            const uint8_t *pA = w + (bitA >> 3), *pB = w + (bitB >> 3);
+            const uint32_t oA = bitA & 7u, oB = bitB & 7u;
+            /* a row's lanes to the end of its group: past the row, when that stays inside the array */
+            const int32_t n = (int32_t)(bitB >> 3) + 4 * nall + 1 <= nbytes ? nall : nwhole;
+            const int32_t *L = L0;
+            int32_t aA = 0, aB = 0, i, k;
+            if (wbits == 4) {
+                M2_MV_LOW(M2_MV_G4, 4)
+                aA >>= 4; /* exact: every product was 16 x the weight's (arithmetic shift: GCC, clang) */
+                aB >>= 4;
+            } else {
+                M2_MV_LOW(M2_MV_G2, 8)
+                aA >>= 6; /* exact: 64 x */
+                aB >>= 6;
+            }
+            if (n < nall)
+                M2_MV_TAIL(n * G)
+            acc[co - co0] = aA;
+            if (two)
+                acc[co - co0 + 1] = aB;
+        }
+        m2_rq_block(acc, end - co0, o, co0, y0);
+    }
+}
+
+/* Byte weights, pointwise / linear layers with K % 4 == 0 and K <= M2_PW_LANES (speed builds): the
+   columns widened into lanes as for m2_mvlow (8-bit order: (c0, c2), (c1, c3) a word). A pointwise
+   layer takes two positions a pass (columns L and L + M2_PW_LANES / 2), so that each weight word is
+   widened once for both; a linear layer (one position) four rows a pass, so that each lane pair is
+   loaded once for four. Sums are requantized sixteen channels at a time. */
+#define M2_L2 (M2_PW_LANES / 2) /* words from one position's lanes to the next's */
+static M2_NOINLINE void m2_pw8_pair(const int32_t *L, const uint8_t *w, int32_t K, int32_t cout, const m2_out *o,
+                                    int32_t p0, int both)
+{
+    const int32_t nw = K / 4;
+    int32_t acc0[M2_MV_BLOCK], acc1[M2_MV_BLOCK], co0, co;
+    for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {
+        const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;
+        for (co = co0; co < end; co += 2) {
+            const int two = co + 1 < end;
+            const uint8_t *pA = w + co * K, *pB = two ? pA + K : pA;
+            const int32_t *l = L, *lend = L + 2 * nw;
+            int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0; /* row A / B, position p0 / p0 + 1 */
+            for (; l < lend; l += 2, pA += 4, pB += 4) {
+                const uint32_t vA = m2_ld32(pA), vB = m2_ld32(pB);
+                const int32_t xA = __sxtb16((int32_t)vA), yA = m2_sxtb16_hi(vA);
+                const int32_t xB = __sxtb16((int32_t)vB), yB = m2_sxtb16_hi(vB);
+                a0 = __smlad(l[0], xA, __smlad(l[1], yA, a0));
+                b0 = __smlad(l[0], xB, __smlad(l[1], yB, b0));
+                a1 = __smlad(l[M2_L2], xA, __smlad(l[M2_L2 + 1], yA, a1));
+                b1 = __smlad(l[M2_L2], xB, __smlad(l[M2_L2 + 1], yB, b1));
+            }
+            acc0[co - co0] = a0;
+            acc1[co - co0] = a1;
+            if (two) {
+                acc0[co - co0 + 1] = b0;
+                acc1[co - co0 + 1] = b1;
+            }
+        }
+        m2_rq_block(acc0, end - co0, o, co0, p0);
+        if (both)
+            m2_rq_block(acc1, end - co0, o, co0, p0 + 1);
+    }
+}
+
+/* A_ .. D_ += the dot products of the lanes from L_ to E_ (two words, four elements, at a time; at
+   least one) with the 8-bit rows at P_, P_ + K_, Q_, Q_ + K_; L_, P_, Q_ advance. In assembly: GCC 12
+   spills the loop's thirteen live values. Early clobbers: no input may share a register with them. */
+#define M2_LIN8_LOOP(L_, E_, P_, Q_, K_, A_, B_, C_, D_)                                          \
+    do {                                                                                          \
+        uint32_t x_, y_, v_, t_;                                                                  \
+        __asm volatile("1:\n\t"                                                                   \
+                       "ldrd %[x], %[y], [%[l]], #8\n\t"                                          \
+                       "ldr %[v], [%[p]]\n\t"                                                     \
+                       "sxtb16 %[t], %[v]\n\t"                                                    \
+                       "sxtb16 %[v], %[v], ror #8\n\t"                                            \
+                       "smlad %[a], %[x], %[t], %[a]\n\t"                                         \
+                       "smlad %[a], %[y], %[v], %[a]\n\t"                                         \
+                       "ldr %[v], [%[p], %[k]]\n\t"                                               \
+                       "sxtb16 %[t], %[v]\n\t"                                                    \
+                       "sxtb16 %[v], %[v], ror #8\n\t"                                            \
+                       "smlad %[b], %[x], %[t], %[b]\n\t"                                         \
+                       "smlad %[b], %[y], %[v], %[b]\n\t"                                         \
+                       "ldr %[v], [%[q]]\n\t"                                                     \
+                       "sxtb16 %[t], %[v]\n\t"                                                    \
+                       "sxtb16 %[v], %[v], ror #8\n\t"                                            \
+                       "smlad %[c], %[x], %[t], %[c]\n\t"                                         \
+                       "smlad %[c], %[y], %[v], %[c]\n\t"                                         \
+                       "ldr %[v], [%[q], %[k]]\n\t"                                               \
+                       "sxtb16 %[t], %[v]\n\t"                                                    \
+                       "sxtb16 %[v], %[v], ror #8\n\t"                                            \
+                       "smlad %[d], %[x], %[t], %[d]\n\t"                                         \
+                       "smlad %[d], %[y], %[v], %[d]\n\t"                                         \
+                       "adds %[p], %[p], #4\n\t"                                                  \
+                       "adds %[q], %[q], #4\n\t"                                                  \
+                       "cmp %[l], %[e]\n\t"                                                       \
+                       "bne 1b"                                                                   \
+                       : [l] "+&r"(L_), [p] "+&r"(P_), [q] "+&r"(Q_), [a] "+&r"(A_), [b] "+&r"(B_),  \
+                         [c] "+&r"(C_), [d] "+&r"(D_), [x] "=&r"(x_), [y] "=&r"(y_), [v] "=&r"(v_),   \
+                         [t] "=&r"(t_)                                                            \
+                       : [e] "r"(E_), [k] "r"(K_)                                                 \
+                       : "cc", "memory");                                                         \
+    } while (0)
+
+static M2_ASM_FN void m2_lin8(const int32_t *L, const uint8_t *w, int32_t K, int32_t cout, const m2_out *o)
+{
+    const int32_t nw = K / 4;
+    int32_t acc[M2_MV_BLOCK], co0, co;
+    for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {
+        const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;
+        for (co = co0; co + 4 <= end; co += 4) { /* four rows a pass */
+            const uint8_t *pA = w + co * K, *pC = pA + 2 * K;
+            const int32_t *l = L, *lend = L + 2 * nw;
+            int32_t aA = 0, aB = 0, aC = 0, aD = 0;
+            M2_LIN8_LOOP(l, lend, pA, pC, K, aA, aB, aC, aD);
+            acc[co - co0] = aA;
+            acc[co - co0 + 1] = aB;
+            acc[co - co0 + 2] = aC;
+            acc[co - co0 + 3] = aD;
+        }
+        for (; co < end; ++co) { /* the rest one by one */
+            const uint8_t *pA = w + co * K;
+            int32_t a = 0, i;
+            for (i = 0; i < nw; ++i) {
+                const uint32_t v = m2_ld32(pA + 4 * i);
+                a = __smlad(L[2 * i], __sxtb16((int32_t)v), __smlad(L[2 * i + 1], m2_sxtb16_hi(v), a));
+            }
+            acc[co - co0] = a;
+        }
+        m2_rq_block(acc, end - co0, o, co0, 0);
+    }
+}
+#endif
+
 #define M2_DOT8_TAIL(CT)                                                                          \
     do {                                                                                          \
         const CT *c_ = (const CT *)col;                                                           \

@@ -1,0 +1,197 @@
+"""The convolution and pointwise / linear kernels' Arm paths against their portable C, layer by layer
+(issue 15): every fast path of a Cortex-M build (DSP dot products, the widened-lane kernels of the
+speed build, hand-scheduled loops, blocked requantization) must give the portable loops' bytes.
+
+Property-based: hypothesis draws batches of layers across the cases those paths split on (weight,
+input and output bit-widths, signedness, column lengths on both sides of every stack limit, rows
+that start inside a byte, output channel counts around the blocks of 2 / 4 / 16, odd position
+counts, per-channel or shared shifts on both sides of 32, biases near the int32 limits, output
+ranges that saturate or not, sigmoid LUTs). Each batch runs once through the host build and once
+through the M4 (-O2 and -Os) and M7 (-O2) builds on QEMU; the outputs must be identical.
+
+Skipped without the Arm toolchain and QEMU; under CI=true they are required (the tests fail).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nas.export.c import cortexm
+
+pytestmark = pytest.mark.skipif(
+    cortexm.missing() is not None and os.environ.get("CI") != "true",
+    reason=f"{cortexm.missing()} (required under CI=true)",
+)
+
+DRIVER = Path(__file__).resolve().parents[2] / "fixtures" / "kernel_check.c"
+CSRC = cortexm.support_dir().parent / "csrc"
+BUILDS = [("m4", "-O2"), ("m4", "-Os"), ("m7", "-O2")]
+
+
+@pytest.fixture(scope="module")
+def binaries(tmp_path_factory):
+    d = tmp_path_factory.mktemp("kcheck")
+    host = d / "host"
+    cmd = [
+        "gcc",
+        "-std=c99",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "-O2",
+        "-I",
+        str(CSRC),
+        str(DRIVER),
+        "-o",
+        str(host),
+    ]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    arm = {}
+    sup = cortexm.support_dir()
+    for core, opt in BUILDS:
+        c = cortexm.CORES[core]
+        exe = d / f"{core}{opt}.elf"
+        cmd = [cortexm.CC, *cortexm.FLAGS, opt, *c.flags, "-I", str(CSRC), "-I", str(sup), str(DRIVER)]
+        cmd += [str(sup / "startup.c"), "-nostartfiles", "-T", str(sup / c.ld), "-Wl,--gc-sections", "-lgcc"]
+        proc = subprocess.run([*cmd, "-o", str(exe)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        arm[(core, opt)] = exe
+    return host, arm
+
+
+def _pack(fields: np.ndarray, bits: int) -> bytes:
+    """Fields (already in range, two's complement for signed) packed low bits first."""
+    per = 8 // bits
+    u = np.asarray(fields, np.int64) & ((1 << bits) - 1)
+    u = np.concatenate([u, np.zeros(-len(u) % per, np.int64)]).reshape(-1, per)
+    return (u << (bits * np.arange(per))).sum(1).astype(np.uint8).tobytes()
+
+
+@st.composite
+def layer(draw):
+    kind = draw(st.sampled_from(["conv", "pw"]))
+    wbits, xbits, ybits = (draw(st.sampled_from([2, 4, 8])) for _ in range(3))
+    xsgn = draw(st.booleans())
+    # column lengths around M2_PW_CHUNK (64), M2_PW_LANES (128) and M2_MV_K (320); odd ones too
+    cin = draw(
+        st.one_of(st.integers(1, 12), st.sampled_from([16, 21, 32, 33, 63, 64, 65, 96, 127, 128, 129, 160]))
+    )
+    if kind == "conv":
+        kh, kw = draw(st.sampled_from([(1, 3), (1, 5), (1, 7), (1, 9), (3, 3), (1, 1), (2, 3)]))
+        cin = min(cin, 400 // (kh * kw))
+        ih = draw(st.integers(kh, kh + 2))
+        iw = draw(st.integers(kw, kw + 6))
+        sh, sw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+        ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+        oh, ow = (ih + 2 * ph - kh) // sh + 1, (iw + 2 * pw - kw) // sw + 1
+    else:
+        kh = kw = sh = sw = 1
+        ph = pw = 0
+        ih, iw = 1, draw(st.sampled_from([1, 1, 2, 3, 5, 8]))  # linear layers are one position
+        oh, ow = ih, iw
+    cout = draw(st.sampled_from([1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33]))
+    signed_out = draw(st.booleans())
+    top = 1 << (ybits - 1 if signed_out else ybits)
+    lo, hi = (-top, top - 1) if signed_out else (0, top - 1)
+    if draw(st.booleans()):  # a narrower range: the generic clamp
+        lo, hi = lo + draw(st.integers(0, 1)), hi - draw(st.integers(0, 2))
+    has_lut = kind == "pw" and hi - lo < 256 and draw(st.integers(0, 4)) == 0
+    shared = draw(st.booleans())  # one shift for every channel (per-tensor weights) or per channel
+    return dict(
+        kind=kind, cin=cin, ih=ih, iw=iw, cout=cout, kh=kh, kw=kw, sh=sh, sw=sw, ph=ph, pw=pw,
+        xbits=xbits, xsgn=int(xsgn), wbits=wbits, ybits=ybits, lo=lo, hi=hi, lut=has_lut,
+        oh=oh, ow=ow, shared=shared, seed=draw(st.integers(0, 2**32 - 1)),
+        big_bias=draw(st.integers(0, 6)) == 0, small_shift=draw(st.integers(0, 5)) == 0,
+    )  # fmt: skip
+
+
+def _case(c) -> bytes:
+    rng = np.random.default_rng(c["seed"])
+    K = c["cin"] * c["kh"] * c["kw"]
+    xb, wb = c["xbits"], c["wbits"]
+    x = rng.integers(-(1 << (xb - 1)), 1 << (xb - 1), c["cin"] * c["ih"] * c["iw"])
+    if not c["xsgn"]:
+        x = rng.integers(0, 1 << xb, c["cin"] * c["ih"] * c["iw"])
+    w = rng.integers(-(1 << (wb - 1)) + 1, 1 << (wb - 1), c["cout"] * K)  # narrow range
+    if c["big_bias"]:
+        bias = rng.choice([2**31 - 1 - 5, -(2**31) + 3, 2**30, -(2**30) - 1], c["cout"])
+    else:
+        bias = rng.integers(-3000, 3000, c["cout"])
+    mult = rng.integers(1 << 30, 1 << 31, c["cout"])
+    if c["shared"]:
+        shift = np.full(
+            c["cout"], int(rng.integers(33, 45)) if not c["small_shift"] else int(rng.integers(8, 33))
+        )
+    else:
+        shift = rng.integers(8 if c["small_shift"] else 30, 45, c["cout"])
+    lut = rng.integers(c["lo"], c["hi"] + 1, 256) if c["lut"] else None
+    head = [
+        0 if c["kind"] == "conv" else 1,
+        c["cin"],
+        c["ih"],
+        c["iw"],
+        c["cout"],
+        c["kh"],
+        c["kw"],
+        c["sh"],
+        c["sw"],
+    ]
+    head += [
+        c["ph"],
+        c["pw"],
+        xb,
+        c["xsgn"],
+        wb,
+        c["ybits"],
+        c["lo"],
+        c["hi"],
+        int(c["lut"]),
+        c["lo"],
+        c["oh"],
+        c["ow"],
+    ]
+    out = struct.pack("<21i", *head) + _pack(x, xb) + _pack(w, wb)
+    out += (
+        np.asarray(bias, "<i4").tobytes()
+        + np.asarray(mult, "<i4").tobytes()
+        + np.asarray(shift, "i1").tobytes()
+    )
+    if lut is not None:
+        out += _pack(lut, 8)
+    return out
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(layer(), min_size=30, max_size=30))
+def test_arm_kernels_give_the_portable_bytes(binaries, tmp_path_factory, layers):
+    host, arm = binaries
+    d = tmp_path_factory.mktemp("case")
+    cases = b"".join(_case(c) for c in layers)
+    assert len(cases) <= 1 << 20  # the driver's buffer
+    (d / "cases.bin").write_bytes(cases)
+    proc = subprocess.run([str(host)], cwd=d, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    want = (d / "out.bin").read_bytes()
+    assert want, "no outputs"
+    for (core, opt), exe in arm.items():
+        (d / "out.bin").unlink()
+        proc = cortexm.emulate(exe, core, d, timeout=120)
+        assert proc.returncode == 0, f"{core} {opt}: exit {proc.returncode} {proc.stderr[-2000:]}"
+        got = (d / "out.bin").read_bytes()
+        assert len(got) == len(want)
+        if got != want:
+            # name the first layer that differs
+            at = 0
+            for c in layers:
+                n = (c["cout"] * c["oh"] * c["ow"] * c["ybits"] + 7) // 8
+                if got[at : at + n] != want[at : at + n]:
+                    pytest.fail(f"{core} {opt}: the outputs of {c} differ from the portable C")
+                at += n
