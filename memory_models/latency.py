@@ -41,9 +41,9 @@ _POOL_CLASS = {
     OpKind.GLOBAL_AVGPOOL.value: "avgpool",
 }
 PW_COLUMN = 64  # M2_PW_CHUNK of the C kernels: a pointwise column gathered once per position up to this
-# Sub-byte rows up to this long take the widened-column path (m2_mvlow): M2_MV_K of an im2col
-# convolution, M2_PW_LANES of a pointwise / linear layer.
-LANES_COLUMN = {"conv": 320, "pw": 128}
+# Rows up to this long take the widened-column kernels (m2_mvlow; m2_pw8_pair, m2_lin8 for byte rows
+# of a pointwise / linear layer): M2_MV_K of an im2col convolution, M2_PW_LANES of a pointwise one.
+LANES_COLUMN = {"conv": 160, "pw": 64}
 # Every prefix a term can fall back to; a `[runtime.cost]` table must give each.
 PREFIXES = ("mac", "col", "pos", "chan", "out", "el", "op", "inference")
 
@@ -75,6 +75,13 @@ def op_terms(
         row = weights // out_channels if out_channels else 0  # K: inputs per output channel
         if cls != "dw" and weight_bits < 8 and row <= LANES_COLUMN[cls]:
             path = ":lanes"  # sub-byte rows against a column widened once into 16-bit lanes
+        elif weight_bits == 8 and (
+            (cls == "pw" and row % 4 == 0 and row <= LANES_COLUMN[cls])
+            or (cls == "conv" and row <= LANES_COLUMN[cls])
+        ):
+            path = (
+                ":lanes"  # byte rows: the same, two positions (pointwise) / four rows (linear, im2col) a pass
+            )
         elif cls != "dw" and weight_bits < 8 and (row * weight_bits) % 8:
             path = ":odd"  # rows not byte-aligned: the generic per-element loop
         elif cls == "pw" and row > PW_COLUMN and (positions > 1 or in_bits < 8):

@@ -59,6 +59,12 @@ static M2_KERNEL void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin
                 m2_mvlow(L, w, wbits, K, cout, &out, o);
                 continue;
             }
+            if (col && M2_DOT8_OK(wbits) && K <= M2_MV_K) {
+                int32_t L[M2_MV_K / 2];
+                m2_widen(col, xsgn, K, 8, L);
+                m2_lin8(L, w, K, cout, &out, o);
+                continue;
+            }
             if (col && M2_DOT8_OK(wbits)) {
                 m2_matvec_8(col, xsgn, (const int8_t *)w, K, cout, bias, mult, shift, lo, hi, y, o, oh * ow, ybits);
                 continue;
@@ -254,7 +260,7 @@ static M2_NOINLINE void m2_pw_8(const uint8_t *x, int xbits, int xsgn, int32_t c
     int32_t L[2 * M2_L2], p;
     if (npos == 1) {
         m2_widen(m2_pw_column(x, xbits, xsgn, cin, npos, 0, buf), xsgn, cin, 8, L);
-        m2_lin8(L, w, cin, cout, &out);
+        m2_lin8(L, w, cin, cout, &out, 0);
         return;
     }
     for (p = 0; p < npos; p += 2) {

@@ -681,11 +681,11 @@ static M2_ASM_FN void m2_mvlow(const int32_t *L0, const uint8_t *w, int wbits, i
     }
 }
 
-/* Byte weights, pointwise / linear layers with K % 4 == 0 and K <= M2_PW_LANES (speed builds): the
-   columns widened into lanes as for m2_mvlow (8-bit order: (c0, c2), (c1, c3) a word). A pointwise
-   layer takes two positions a pass (columns L and L + M2_PW_LANES / 2), so that each weight word is
-   widened once for both; a linear layer (one position) four rows a pass, so that each lane pair is
-   loaded once for four. Sums are requantized sixteen channels at a time. */
+/* Byte weights (speed builds): the columns widened into lanes as for m2_mvlow (8-bit order: (c0, c2),
+   (c1, c3) a word). A pointwise layer (K % 4 == 0, K <= M2_PW_LANES) takes two positions a pass
+   (columns L and L + M2_PW_LANES / 2), so that each weight word is widened once for both; a linear
+   layer (one position) and an im2col convolution (K <= M2_MV_K) four rows a pass, so that each lane
+   pair is loaded once for four. Sums are requantized M2_MV_BLOCK channels at a time. */
 #define M2_L2 (M2_PW_LANES / 2) /* words from one position's lanes to the next's */
 static M2_NOINLINE void m2_pw8_pair(const int32_t *L, const uint8_t *w, int32_t K, int32_t cout, const m2_out *o,
                                     int32_t p0, int both)
@@ -760,13 +760,16 @@ static M2_NOINLINE void m2_pw8_pair(const int32_t *L, const uint8_t *w, int32_t 
                        : "cc", "memory");                                                         \
     } while (0)
 
-static M2_ASM_FN void m2_lin8(const int32_t *L, const uint8_t *w, int32_t K, int32_t cout, const m2_out *o)
+static M2_ASM_FN void m2_lin8(const int32_t *L, const uint8_t *w, int32_t K, int32_t cout, const m2_out *o,
+                              int32_t y0)
 {
-    const int32_t nw = K / 4;
+    /* a row's weight words to the end of its last lane group (the lanes past K are zeros): four rows a
+       pass while the fourth row's reads stay inside the array, the rest row by row, exactly */
+    const int32_t nw = (K + 3) / 4, total = cout * K;
     int32_t acc[M2_MV_BLOCK], co0, co;
     for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {
         const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;
-        for (co = co0; co + 4 <= end; co += 4) { /* four rows a pass */
+        for (co = co0; co + 4 <= end && (co + 3) * K + 4 * nw <= total; co += 4) {
             const uint8_t *pA = w + co * K, *pC = pA + 2 * K;
             const int32_t *l = L, *lend = L + 2 * nw;
             int32_t aA = 0, aB = 0, aC = 0, aD = 0;
@@ -776,16 +779,20 @@ static M2_ASM_FN void m2_lin8(const int32_t *L, const uint8_t *w, int32_t K, int
             acc[co - co0 + 2] = aC;
             acc[co - co0 + 3] = aD;
         }
-        for (; co < end; ++co) { /* the rest one by one */
-            const uint8_t *pA = w + co * K;
-            int32_t a = 0, i;
-            for (i = 0; i < nw; ++i) {
-                const uint32_t v = m2_ld32(pA + 4 * i);
+        for (; co < end; ++co) {
+            const int8_t *r = (const int8_t *)w + co * K;
+            int32_t a = 0, i, k;
+            for (i = 0; 4 * i + 4 <= K; ++i) {
+                const uint32_t v = m2_ld32(r + 4 * i);
                 a = __smlad(L[2 * i], __sxtb16((int32_t)v), __smlad(L[2 * i + 1], m2_sxtb16_hi(v), a));
+            }
+            for (k = 4 * i; k < K; ++k) { /* element k is lane k - j + 2 (j & 1) + (j >> 1), j = k % 4 */
+                const int32_t j = k % 4, lane = k - j + 2 * (j & 1) + (j >> 1);
+                a += (int16_t)(uint16_t)(((uint32_t)L[lane >> 1] >> (16 * (lane & 1))) & 0xFFFFu) * r[k];
             }
             acc[co - co0] = a;
         }
-        m2_rq_block(acc, end - co0, o, co0, 0);
+        m2_rq_block(acc, end - co0, o, co0, y0);
     }
 }
 #endif
