@@ -5,8 +5,10 @@ Calibration: CAL_PER_PRESET archs of every preset (micro / tiny / small / wide; 
 2D on avdigits; sampling seed 11), calibrated on real batches and run on two test samples in the
 profiling build: each op's instructions is one row, the load + read-out one more. The coefficients of
 memory_models.latency's terms are fitted by non-negative least squares on the relative error (a term
-seen in fewer than 3 rows is left to its prefix). A prefix gets the largest coefficient under it
-(an unseen code path is assumed slow). The result is printed as the ``instructions`` table of the
+seen in fewer than 3 rows shares the column of the fitted term nearest to it, the one with the longest
+common prefix: the closest code path). Every prefix of a fitted term gets the largest coefficient
+under it, so a term no calibration arch had reads its nearest prefix (assumed as slow as its slowest
+sibling). The result is printed as the ``instructions`` table of the
 ``[runtime.cost]`` of the device files of that core; with ``M2NAS_BENCH_JSON=path`` it is also
 written there.
 
@@ -61,19 +63,43 @@ def fit(rows) -> dict[str, float]:
                 seen[name] += 1
     names = sorted(n for n, c in seen.items() if c >= MIN_ROWS)
     col = {n: j for j, n in enumerate(names)}
-    # A rarely seen term is folded into its prefix's column for the fit (then reads the prefix).
+
+    def nearest(name: str) -> str | None:
+        """The fitted term sharing the longest ':'-prefix with a rarely seen one (the closest code path)."""
+        parts = name.split(":")
+        best, depth = None, 1
+        for n in names:
+            q = n.split(":")
+            d = next((i for i, (u, v) in enumerate(zip(parts, q)) if u != v), min(len(parts), len(q)))
+            if d > depth or (d == depth and best is None and d > 1):
+                best, depth = n, d
+        return best
+
+    # A rarely seen term is folded into its nearest fitted term's column (and reads its coefficient),
+    # or, sharing no more than its prefix with any, into the prefix's column.
+    folded = {n: nearest(n) for n in seen if n not in col}
     a = np.zeros((len(rows), len(names) + len(PREFIXES)))
     b = np.zeros(len(rows))
     for i, (terms, measured) in enumerate(rows):
         w = 1.0 / max(measured, 1.0)
         for name, v in terms:
-            j = col.get(name)
+            j = col.get(name, col.get(folded.get(name) or ""))
             if j is None:
                 j = len(names) + PREFIXES.index(name.split(":")[0])
             a[i, j] += v * w
         b[i] = measured * w
     x, _ = nnls(a, b, maxiter=50 * a.shape[1])
     table = {n: round(float(x[col[n]]), 3) for n in names}
+    table.update({n: table[f] for n, f in folded.items() if f is not None})
+    # An unseen term falls back along its prefixes (memory_models.latency.coefficient): every proper
+    # prefix of a fitted term gets the largest coefficient under it (an unseen path is assumed slow,
+    # but no slower than its siblings), the bare prefixes also the pooled column's.
+    for n, v in list(table.items()):
+        parts = n.split(":")
+        for k in range(2, len(parts)):
+            pre = ":".join(parts[:k])
+            if pre not in names:
+                table[pre] = max(table.get(pre, 0.0), v)
     for k, p in enumerate(PREFIXES):
         under = [v for n, v in table.items() if n.split(":")[0] == p]
         pooled = float(x[len(names) + k])
