@@ -362,7 +362,7 @@ static inline int32_t m2_pkhi(int32_t a, int32_t b)
 /* Speed builds, 4- and 2-bit weights (m2_mvlow): a column is widened once into 16-bit lanes on the
    stack, in the order the weight rows unpack in registers, and every output channel is computed from
    it, two rows a pass, whatever bit the rows start on (rows of odd length included); sums are
-   requantized sixteen at a time. Lanes come in groups of G = 32 / bits elements (one weight word):
+   requantized M2_MV_BLOCK (eight) at a time. Lanes come in groups of G = 32 / bits elements (one weight word):
    element j = e * b + f of a group (byte b of the word, field f of the byte, e = 8 / bits fields a
    byte) is lane 4f + 2(b & 1) + (b >> 1), so that SXTB16 of field f of every byte (moved to the
    byte's top) and of its 8-bit rotation meet the lane pairs (b = 0, 2) and (b = 1, 3) of consecutive
