@@ -204,35 +204,6 @@ static M2_KERNEL M2_NOINLINE void m2_dwconv(const uint8_t *x, int xbits, int xsg
         }                                                                                         \
     }
 #if M2_SPEED
-/* Speed builds, sub-byte weights and columns up to M2_PW_LANES: the column widened once per position
-   (see m2_mvlow); out of line, so that m2_pwconv stays small enough to be specialised per call. */
-static M2_NOINLINE void m2_pw_low(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos, uint8_t *y,
-                                  int ybits, int32_t cout, const uint8_t *w, int wbits, const int32_t *bias,
-                                  const int32_t *mult, const int8_t *shift, int32_t lo, int32_t hi,
-                                  const uint8_t *lut, int32_t lut_lo)
-{
-    int32_t p, c;
-    const m2_out out = {bias, mult, shift, lo, hi, lut, lut_lo, y, npos, ybits, m2_uniform_shift(shift, bias, cout)};
-    uint8_t buf[M2_PW_LANES];
-    int32_t L[M2_PW_LANES / 2];
-    for (p = 0; p < npos; ++p) {
-        const uint8_t *src = x;
-        if (npos > 1 || xbits != 8) {
-            src = buf;
-            if (xbits == 8) {
-                for (c = 0; c < cin; ++c)
-                    buf[c] = x[c * npos + p];
-            } else {
-                for (c = 0; c < cin; ++c)
-                    buf[c] = (uint8_t)(m2_ld(x, c * npos + p, xbits, xsgn) & 0xff);
-            }
-        }
-        m2_widen(src, xsgn, cin, wbits, L);
-        m2_mvlow(L, w, wbits, cin, cout, &out, p);
-    }
-}
-#endif
-#if M2_SPEED
 /* Position p's column (K bytes) into buf, unless it is x itself (a linear layer's byte input). */
 static const uint8_t *m2_pw_column(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos, int32_t p,
                                    uint8_t *buf)
@@ -250,6 +221,22 @@ static const uint8_t *m2_pw_column(const uint8_t *x, int xbits, int xsgn, int32_
     return buf;
 }
 
+/* Speed builds, sub-byte weights and columns up to M2_PW_LANES: the column widened once per position
+   (see m2_mvlow); out of line, so that m2_pwconv stays small enough to be specialised per call. */
+static M2_NOINLINE void m2_pw_low(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos, uint8_t *y,
+                                  int ybits, int32_t cout, const uint8_t *w, int wbits, const int32_t *bias,
+                                  const int32_t *mult, const int8_t *shift, int32_t lo, int32_t hi,
+                                  const uint8_t *lut, int32_t lut_lo)
+{
+    int32_t p;
+    const m2_out out = {bias, mult, shift, lo, hi, lut, lut_lo, y, npos, ybits, m2_uniform_shift(shift, bias, cout)};
+    uint8_t buf[M2_PW_LANES];
+    int32_t L[M2_PW_LANES / 2];
+    for (p = 0; p < npos; ++p) {
+        m2_widen(m2_pw_column(x, xbits, xsgn, cin, npos, p, buf), xsgn, cin, wbits, L);
+        m2_mvlow(L, w, wbits, cin, cout, &out, p);
+    }
+}
 /* Speed builds, byte weights (see m2_pw8_pair, m2_lin8). */
 static M2_NOINLINE void m2_pw_8(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos, uint8_t *y,
                                 int ybits, int32_t cout, const uint8_t *w, const int32_t *bias, const int32_t *mult,
@@ -294,14 +281,8 @@ static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
            not once per four output channels, and the dot products read it contiguously */
         uint8_t buf[M2_PW_CHUNK];
         for (p = 0; p < npos; ++p) {
-            if (xbits == 8) {
-                for (c = 0; c < cin; ++c)
-                    buf[c] = x[c * npos + p];
-            } else {
-                for (c = 0; c < cin; ++c)
-                    buf[c] = (uint8_t)(m2_ld(x, c * npos + p, xbits, xsgn) & 0xff);
-            }
-            M2_PW_GROUPS(buf, 1);
+            const uint8_t *col = m2_pw_column(x, xbits, xsgn, cin, npos, p, buf); /* buf: npos > 1 or sub-byte x */
+            M2_PW_GROUPS(col, 1);
         }
         return;
     }
