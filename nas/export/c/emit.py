@@ -30,7 +30,7 @@ from memory_models.errors import InputError
 from memory_models.ops import BITS, GroupOp
 
 from .kernels import kernel_source
-from .packing import c_array, c_bytes, c_ident, fixed_point, pack, shared_shift
+from .packing import c_array, c_bytes, c_ident, fixed_point, pack, requant_mode, shared_shift
 
 _WEIGHTED = GroupOp.WEIGHTED
 _SUPPORTED = GroupOp.C_SUPPORTED
@@ -280,6 +280,7 @@ class _Lowering:
         xs = self.g.tensors[x].shape
         ys = self.g.tensors[y].shape
         common_w = f"{wname}, {wbits}, {bname}, {mname}, {sname}, {lo}, {hi}"
+        mode = requant_mode(shifts, b_int.tolist())  # the speed build's fused requantization
         xarg = f"{self.ptr(x)}, {xi.bits}, {int(xi.signed)}"
         if groups_of(op) == 1:
             self.dense_bits.add(wbits)
@@ -288,7 +289,7 @@ class _Lowering:
                 raise InputError(f"C export: linear {op.name} needs a vector input, got shape {list(xs)}")
             self.kernels.add("pwconv")
             self.body.append(
-                f"    m2_pwconv({xarg}, {xs[0]}, 1, {self.ptr(y)}, {yi.bits}, {cout}, {common_w}, {lut}, {lut_lo});"
+                f"    m2_pwconv({xarg}, {xs[0]}, 1, {self.ptr(y)}, {yi.bits}, {cout}, {common_w}, {lut}, {lut_lo}, {mode});"
             )
             return
         if is_sigmoid:
@@ -312,7 +313,7 @@ class _Lowering:
         if groups == 1 and kh == kw == 1 and sh == sw == 1 and ph == pw == 0 and scratch is None:
             self.kernels.add("pwconv")
             self.body.append(
-                f"    m2_pwconv({xarg}, {cin}, {ih * iw}, {self.ptr(y)}, {yi.bits}, {cout}, {common_w}, NULL, 0);"
+                f"    m2_pwconv({xarg}, {cin}, {ih * iw}, {self.ptr(y)}, {yi.bits}, {cout}, {common_w}, NULL, 0, {mode});"
             )
         elif groups == 1:
             col = "NULL"
@@ -327,7 +328,7 @@ class _Lowering:
             self.kernels.add("conv")
             self.body.append(
                 f"    m2_conv({xarg}, {cin}, {ih}, {iw}, {self.ptr(y)}, {yi.bits}, {cout}, {oh}, {ow}, {geo},\n"
-                f"            {common_w}, {col});"
+                f"            {common_w}, {col}, {mode});"
             )
         elif groups == cin == cout:
             if scratch is not None:

@@ -21,7 +21,11 @@ requantization rounds with shifts instead of a 64-bit division. Speed builds (Ar
 the widened-lane kernels: a column widened once into 16-bit lanes in the order the weight rows unpack
 in registers, against every output channel (4- and 2-bit rows of any alignment; byte rows of
 pointwise layers two positions a pass, of linear layers four rows a pass, the inner loops of the
-last two and of aligned 4-bit rows in inline assembly), with blocked requantization. Every path
+last two and of aligned 4-bit rows in inline assembly). Their requantization is fused into those
+loops, in assembly, where the exporter's ``requant_mode`` (``packing.py``) allows it: byte outputs
+clamped to the whole int8 / uint8 range, every shift above 32, biases below 2^30 (10
+instructions an output with one shift for the layer, 14 with one a channel); otherwise the sums are
+requantized eight channels at a time. Every path
 computes the same integers as the portable C, bit for bit (checked on x86 and on both emulated
 cores, layer by layer in tests/unit/nas/test_kernels_cortexm.py and model by model). Stack: the
 -Os build up to 64 B (a sub-byte pointwise input's column chunk) or 256 B (a depthwise filter)

@@ -67,6 +67,19 @@ def shared_shift(ms: list[float], mant_bits: int = 31, where: str = "") -> tuple
     return [round(m * 2.0**shift) for m in ms], shift
 
 
+def requant_mode(shifts, biases) -> int:
+    """The ``ushift`` argument of ``m2_conv`` / ``m2_pwconv``: which requantization the speed build's
+    widened-lane kernels may fuse into their loops (see ``m2_rq_fast`` in m2_kernels.h). The shift when
+    every channel has the same one from 33 to 54, -1 when they differ but all lie there, 0 otherwise;
+    with any bias of magnitude 2^30 or more, 0 (a bias plus those kernels' sums must not overflow).
+    Decided here, once per layer, not per call on the target: a linear layer's scan of its channels
+    cost the kernel a quarter of an instruction per MAC."""
+    shifts, biases = [int(s) for s in shifts], [int(b) for b in biases]
+    if not shifts or any(not 33 <= s <= 54 for s in shifts) or any(abs(b) >= 1 << 30 for b in biases):
+        return 0
+    return shifts[0] if len(set(shifts)) == 1 else -1
+
+
 _RESERVED = frozenset(
     "auto break case char const continue default do double else enum extern float for goto if inline int "
     "long register restrict return short signed sizeof static struct switch typedef union unsigned void "

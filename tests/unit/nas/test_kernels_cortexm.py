@@ -5,7 +5,8 @@ speed build, hand-scheduled loops, blocked requantization) must give the portabl
 Property-based: hypothesis draws batches of layers across the cases those paths split on (weight,
 input and output bit-widths, signedness, column lengths on both sides of every stack limit, rows
 that start inside a byte, output channel counts around the blocks of 2 / 4 / 16, odd position
-counts, per-channel or shared shifts on both sides of 32, biases near the int32 limits, output
+counts, per-channel or shared shifts on both sides of 32, multipliers that make exact ties of the
+rounding, biases near the int32 limits, output
 ranges that saturate or not, sigmoid LUTs). Each batch runs once through the host build and once
 through the M4 (-O2 and -Os) and M7 (-O2) builds on QEMU; the outputs must be identical.
 
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nas.export.c import cortexm
+from nas.export.c.packing import requant_mode
 
 pytestmark = pytest.mark.skipif(
     cortexm.missing() is not None and os.environ.get("CI") != "true",
@@ -110,6 +112,7 @@ def layer(draw):
         xbits=xbits, xsgn=int(xsgn), wbits=wbits, ybits=ybits, lo=lo, hi=hi, lut=has_lut,
         oh=oh, ow=ow, shared=shared, seed=draw(st.integers(0, 2**32 - 1)),
         big_bias=draw(st.integers(0, 6)) == 0, small_shift=draw(st.integers(0, 5)) == 0,
+        ties=draw(st.integers(0, 4)) == 0,
     )  # fmt: skip
 
 
@@ -131,7 +134,16 @@ def _case(c) -> bytes:
             c["cout"], int(rng.integers(33, 45)) if not c["small_shift"] else int(rng.integers(8, 33))
         )
     else:
-        shift = rng.integers(8 if c["small_shift"] else 30, 45, c["cout"])
+        # half the time all above 32: the speed build's fused requantization with a shift per channel
+        shift = rng.integers(8 if c["small_shift"] else int(rng.choice([30, 33])), 45, c["cout"])
+    if c["ties"]:  # zero low words, a quarter of them exact ties (the round-half-even path), in range
+        x = rng.integers(-2 if c["xsgn"] else 0, 2, x.size)
+        w = rng.integers(-1, 2, w.size)
+        bias = rng.integers(-8, 9, c["cout"])
+        mult = np.full(c["cout"], 1 << 30)
+        shift = (
+            np.full(c["cout"], int(rng.integers(33, 35))) if c["shared"] else rng.integers(33, 35, c["cout"])
+        )
     lut = rng.integers(c["lo"], c["hi"] + 1, 256) if c["lut"] else None
     head = [
         0 if c["kind"] == "conv" else 1,
@@ -157,8 +169,9 @@ def _case(c) -> bytes:
         c["lo"],
         c["oh"],
         c["ow"],
+        requant_mode(shift, bias),  # what the exporter passes for these constants
     ]
-    out = struct.pack("<21i", *head) + _pack(x, xb) + _pack(w, wb)
+    out = struct.pack("<22i", *head) + _pack(x, xb) + _pack(w, wb)
     out += (
         np.asarray(bias, "<i4").tobytes()
         + np.asarray(mult, "<i4").tobytes()
@@ -172,8 +185,45 @@ def _case(c) -> bytes:
 @settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(layer(), min_size=30, max_size=30))
 def test_arm_kernels_give_the_portable_bytes(binaries, tmp_path_factory, layers):
+    _check(binaries, tmp_path_factory.mktemp("case"), layers)
+
+
+def _tie_layer(
+    kind: str, cin: int, iw: int, cout: int, kw: int, xsgn: int, signed_out: bool, shared: bool, seed: int
+) -> dict:
+    lo, hi = (-128, 127) if signed_out else (0, 255)
+    ow = iw if kind == "pw" else (iw + 2 * (kw // 2) - kw) + 1
+    return dict(
+        kind=kind, cin=cin, ih=1, iw=iw, cout=cout, kh=1, kw=kw, sh=1, sw=1, ph=0, pw=kw // 2,
+        xbits=8, xsgn=xsgn, wbits=8, ybits=8, lo=lo, hi=hi, lut=False, oh=1, ow=ow, shared=shared,
+        seed=seed, big_bias=False, small_shift=False, ties=True,
+    )  # fmt: skip
+
+
+def test_fused_requantization_rounds_ties_to_even(binaries, tmp_path):
+    """The byte-weight speed paths requantize in assembly with a shortcut that is exact except on a
+    zero low word: layers built to land on that case (multiplier 2^30, shift 33 or 34) on each of them
+    (two-position pointwise, linear, im2col conv; uint8 and int8 outputs; one shift or one a channel)."""
+    layers = [
+        _tie_layer(kind, cin, iw, cout, kw, xsgn, signed_out, shared, seed)
+        for seed, (kind, cin, iw, cout, kw) in enumerate(
+            [
+                ("pw", 32, 5, 7, 1),
+                ("pw", 64, 4, 16, 1),
+                ("pw", 32, 1, 17, 1),
+                ("pw", 60, 1, 9, 1),
+                ("conv", 8, 9, 9, 5),
+            ]
+        )
+        for xsgn in (0, 1)
+        for signed_out in (False, True)
+        for shared in (True, False)
+    ]
+    _check(binaries, tmp_path, layers)
+
+
+def _check(binaries, d: Path, layers: list[dict]) -> None:
     host, arm = binaries
-    d = tmp_path_factory.mktemp("case")
     cases = b"".join(_case(c) for c in layers)
     assert len(cases) <= 1 << 20  # the driver's buffer
     (d / "cases.bin").write_bytes(cases)

@@ -11,12 +11,14 @@ static M2_KERNEL void m2_conv(const uint8_t *x, int xbits, int xsgn, int32_t cin
                               uint8_t *y, int ybits, int32_t cout, int32_t oh, int32_t ow,
                               int32_t kh, int32_t kw, int32_t sh, int32_t sw, int32_t ph, int32_t pw,
                               const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
-                              const int8_t *shift, int32_t lo, int32_t hi, uint8_t *col)
+                              const int8_t *shift, int32_t lo, int32_t hi, uint8_t *col, int ushift)
 {
     const int32_t K = cin * kh * kw;
     int32_t oy, ox, c, ky, kx, co, k;
 #if M2_SPEED
-    const m2_out out = {bias, mult, shift, lo, hi, NULL, 0, y, oh * ow, ybits, m2_uniform_shift(shift, bias, cout)};
+    const m2_out out = {bias, mult, shift, lo, hi, NULL, 0, y, oh * ow, ybits, ushift};
+#else
+    (void)ushift;
 #endif
     for (oy = 0; oy < oh; ++oy) {
         for (ox = 0; ox < ow; ++ox) {
@@ -226,10 +228,10 @@ static const uint8_t *m2_pw_column(const uint8_t *x, int xbits, int xsgn, int32_
 static M2_NOINLINE void m2_pw_low(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos, uint8_t *y,
                                   int ybits, int32_t cout, const uint8_t *w, int wbits, const int32_t *bias,
                                   const int32_t *mult, const int8_t *shift, int32_t lo, int32_t hi,
-                                  const uint8_t *lut, int32_t lut_lo)
+                                  const uint8_t *lut, int32_t lut_lo, int ushift)
 {
     int32_t p;
-    const m2_out out = {bias, mult, shift, lo, hi, lut, lut_lo, y, npos, ybits, m2_uniform_shift(shift, bias, cout)};
+    const m2_out out = {bias, mult, shift, lo, hi, lut, lut_lo, y, npos, ybits, ushift};
     uint8_t buf[M2_PW_LANES];
     int32_t L[M2_PW_LANES / 2];
     for (p = 0; p < npos; ++p) {
@@ -240,9 +242,10 @@ static M2_NOINLINE void m2_pw_low(const uint8_t *x, int xbits, int xsgn, int32_t
 /* Speed builds, byte weights (see m2_pw8_pair, m2_lin8). */
 static M2_NOINLINE void m2_pw_8(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos, uint8_t *y,
                                 int ybits, int32_t cout, const uint8_t *w, const int32_t *bias, const int32_t *mult,
-                                const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo)
+                                const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo,
+                                int ushift)
 {
-    const m2_out out = {bias, mult, shift, lo, hi, lut, lut_lo, y, npos, ybits, m2_uniform_shift(shift, bias, cout)};
+    const m2_out out = {bias, mult, shift, lo, hi, lut, lut_lo, y, npos, ybits, ushift};
     uint8_t buf[M2_PW_LANES];
     int32_t L[2 * M2_L2], p;
     if (npos == 1) {
@@ -264,16 +267,18 @@ static M2_NOINLINE void m2_pw_8(const uint8_t *x, int xbits, int xsgn, int32_t c
 static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t cin, int32_t npos,
                                 uint8_t *y, int ybits, int32_t cout,
                                 const uint8_t *w, int wbits, const int32_t *bias, const int32_t *mult,
-                                const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo)
+                                const int8_t *shift, int32_t lo, int32_t hi, const uint8_t *lut, int32_t lut_lo,
+                                int ushift)
 {
     int32_t p, co, c;
 #if M2_SPEED
     if (wbits < 8 && cin <= M2_PW_LANES) {
-        m2_pw_low(x, xbits, xsgn, cin, npos, y, ybits, cout, w, wbits, bias, mult, shift, lo, hi, lut, lut_lo);
+        m2_pw_low(x, xbits, xsgn, cin, npos, y, ybits, cout, w, wbits, bias, mult, shift, lo, hi, lut, lut_lo,
+                  ushift);
         return;
     }
     if (M2_DOT8_OK(wbits) && cin % 4 == 0 && cin <= M2_PW_LANES) {
-        m2_pw_8(x, xbits, xsgn, cin, npos, y, ybits, cout, w, bias, mult, shift, lo, hi, lut, lut_lo);
+        m2_pw_8(x, xbits, xsgn, cin, npos, y, ybits, cout, w, bias, mult, shift, lo, hi, lut, lut_lo, ushift);
         return;
     }
     if ((npos > 1 || xbits != 8) && cin <= M2_PW_CHUNK && M2_DOT8_OK(wbits)) {
@@ -286,6 +291,8 @@ static M2_KERNEL void m2_pwconv(const uint8_t *x, int xbits, int xsgn, int32_t c
         }
         return;
     }
+#else
+    (void)ushift;
 #endif
     if (xbits == 8 && (M2_DOT8_OK(wbits) || M2_DOTLOW_OK(wbits, cin))) {
         /* byte inputs: position p's column is x[p], x[p + npos], ...; four output channels a pass */

@@ -431,20 +431,12 @@ typedef struct {
     uint8_t *y;
     int32_t ys; /* elements from one output channel to the next */
     int ybits;
-    int ushift; /* the shift every channel has, when they all have the same one above 32; else 0 */
+    /* the exporter's requant_mode (nas/export/c/packing.py): the shift, -1 or 0. Nonzero only with
+       biases below 2^30: a bias plus a widened-lane kernel's sum (below 2^24 for up to 320 elements)
+       cannot overflow. */
+    int ushift;
 } m2_out;
 
-/* m2_out.ushift of a layer: its shift when every channel has the same one above 32 and every bias is
-   below 2^30 in magnitude (then a bias plus a sum of the widened-lane kernels, below 2^24 for columns
-   of up to 320 elements, cannot overflow); else 0. */
-static inline int m2_uniform_shift(const int8_t *shift, const int32_t *bias, int32_t n)
-{
-    int32_t j;
-    for (j = 0; j < n; ++j)
-        if (shift[j] != shift[0] || bias[j] >= (1 << 30) || bias[j] <= -(1 << 30))
-            return 0;
-    return shift[0] > 32 ? shift[0] : 0;
-}
 
 /* Output channel co at position y0: m2_requant_b, the shift > 32 case rounded half up from the high
    word alone (exact unless the low word is 0: a tie is possible only then, and takes the exact path). */
@@ -543,8 +535,8 @@ static M2_NOINLINE void m2_rq_block(const int32_t *acc, int32_t n, const m2_out 
     const int8_t *sh = o->shift + co0;
     const int32_t lo = o->lo, hi = o->hi, ys = o->ys;
     int32_t j;
-    if (o->ybits == 8 && !o->lut && o->ushift) {
-        /* one shift (its rounding constants hoisted), no overflow possible (see m2_uniform_shift) */
+    if (o->ybits == 8 && !o->lut && o->ushift > 0) {
+        /* one shift (its rounding constants hoisted), no overflow possible (see requant_mode) */
         const int t = o->ushift - 32;
         const int32_t half = 1 << (t - 1);
         uint8_t *y = o->y + y0 + co0 * ys;
@@ -588,6 +580,90 @@ static M2_NOINLINE void m2_rq_block(const int32_t *acc, int32_t n, const m2_out 
     for (j = 0; j < n; ++j)
         m2_put(o, co0 + j, acc[j], y0);
 }
+
+/* The fused requantization of the widened-lane kernels: byte outputs, no LUT, every shift above 32
+   (requant_mode) and a clamp to the whole int8 or uint8 range. Then each sum is requantized where
+   it is computed, from registers, in assembly (after the dot-product loops GCC reloads every constant
+   of it from the stack), instead of through m2_rq_block's array: 10 (one shift) or 14 (a shift per
+   channel) instructions an output instead of about 25. m2_rq_fast: 1 (one shift), 2 (a shift per
+   channel), 0 (m2_rq_block). */
+static inline int m2_rq_fast(const m2_out *o)
+{
+    if (o->ybits != 8 || o->lut || !o->ushift)
+        return 0;
+    if (!((o->lo == 0 && o->hi == 255) || (o->lo == -128 && o->hi == 127)))
+        return 0;
+    return o->ushift > 0 ? 1 : 2;
+}
+
+/* The constants M2_RQ_ASM reads, as locals: x = 128 for uint8 outputs (else 0), subtracted from every
+   result so that one SSAT and an EOR clamp both ranges; one shift: t = the shift - 32 and the rounding
+   constant h = 2^(t - 1) - x 2^t; a shift per channel: base = 1 - 2x (then h = base 2^(t - 1)). */
+#define M2_RQ_CONSTANTS(o, y0)                                                                    \
+    const int32_t x_rq = (o)->lo == 0 ? 128 : 0, ys_rq = (o)->ys, base_rq = 1 - 2 * x_rq;         \
+    const int32_t t_rq = (o)->ushift - 32;                                                        \
+    const int32_t h_rq = (o)->ushift > 0 ? (int32_t)((1u << (t_rq - 1)) - (uint32_t)x_rq * (1u << t_rq)) : 0; \
+    const int8_t *const sh_rq = (o)->shift;                                                       \
+    const int32_t *const m_rq = (o)->mult;                                                        \
+    uint8_t *const y_rq = (o)->y + (y0);                                                          \
+    (void)x_rq, (void)base_rq, (void)t_rq, (void)h_rq
+
+/* One output: the sum in operand S_ (bias included), the multiplier at [m] and (PC_ 1) the shift at
+   [sh] (both advance), the byte at [y] (which advances by [ys]). m2_rq_block's path: rounded half up
+   from the high word, except where the low word is 0 (the only case a tie is possible in), there half
+   to even, exactly as m2_requant: (hi + h - 1 + ((hi >> t) & 1)) >> t. */
+#define M2_RQ_PRE0
+#define M2_RQ_PRE1                                                                                \
+    "ldrsb %[t], [%[sh]], #1\n\t"                                                                 \
+    "sub %[h], %[t], #33\n\t"                                                                     \
+    "sub %[t], %[t], #32\n\t"                                                                     \
+    "lsl %[h], %[base], %[h]\n\t"
+#define M2_RQ_STEP(PC_, S_)                                                                       \
+    M2_RQ_PRE##PC_                                                                                \
+    "ldr %[lo], [%[m]], #4\n\t"                                                                   \
+    "smull %[lo], %[q], %[" S_ "], %[lo]\n\t"                                                     \
+    "add %[q], %[q], %[h]\n\t"                                                                    \
+    "cmp %[lo], #0\n\t"                                                                           \
+    "bne 2f\n\t"                                                                                  \
+    "sub %[lo], %[q], %[h]\n\t"                                                                   \
+    "asr %[lo], %[lo], %[t]\n\t"                                                                  \
+    "and %[lo], %[lo], #1\n\t"                                                                    \
+    "sub %[lo], %[lo], #1\n\t"                                                                    \
+    "add %[q], %[q], %[lo]\n"                                                                     \
+    "2:\n\t"                                                                                      \
+    "asr %[q], %[q], %[t]\n\t"                                                                    \
+    "ssat %[q], #8, %[q]\n\t"                                                                     \
+    "eor %[q], %[q], %[x]\n\t"                                                                    \
+    "strb %[q], [%[y]]\n\t"                                                                       \
+    "add %[y], %[y], %[ys]\n\t"
+#define M2_RQ_OUT0 [lo] "=&r"(lo_), [q] "=&r"(q_), [m] "+&r"(m_), [y] "+&r"(y_)
+#define M2_RQ_IN0 [ys] "r"(ys_rq), [h] "r"(h_rq), [t] "r"(t_rq), [x] "r"(x_rq)
+#define M2_RQ_OUT1 [lo] "=&r"(lo_), [q] "=&r"(q_), [t] "=&r"(t_), [h] "=&r"(h_), [m] "+&r"(m_), [y] "+&r"(y_), \
+                   [sh] "+&r"(s_)
+#define M2_RQ_IN1 [ys] "r"(ys_rq), [base] "r"(base_rq), [x] "r"(x_rq)
+/* Outputs co (and co + 1: n = 2) at position offset P_, sums A_ (, B_). */
+#define M2_RQ_ASM(PC_, n, co, P_, A_, B_)                                                         \
+    do {                                                                                          \
+        uint32_t lo_, q_, t_, h_;                                                                 \
+        const int32_t *m_ = m_rq + (co);                                                          \
+        const int8_t *s_ = sh_rq + (co);                                                          \
+        uint8_t *y_ = y_rq + (P_) + (co) * ys_rq;                                                 \
+        if ((n) == 1)                                                                             \
+            __asm volatile(M2_RQ_STEP(PC_, "a") : M2_RQ_OUT##PC_ : [a] "r"(A_), M2_RQ_IN##PC_ : "cc", "memory"); \
+        else                                                                                      \
+            __asm volatile(M2_RQ_STEP(PC_, "a") M2_RQ_STEP(PC_, "b")                              \
+                           : M2_RQ_OUT##PC_                                                       \
+                           : [a] "r"(A_), [b] "r"(B_), M2_RQ_IN##PC_                              \
+                           : "cc", "memory");                                                     \
+        (void)t_, (void)h_, (void)s_;                                                             \
+    } while (0)
+/* Outputs co .. co + 3 at position offset 0, sums A_ .. D_ (two statements: GCC finds no registers
+   for one). */
+#define M2_RQ4(PC_, co, A_, B_, C_, D_)                                                           \
+    do {                                                                                          \
+        M2_RQ_ASM(PC_, 2, co, 0, A_, B_);                                                         \
+        M2_RQ_ASM(PC_, 2, (co) + 2, 0, C_, D_);                                                   \
+    } while (0)
 
 /* A_, B_ += 16 x the dot products of the 4-bit lanes from L_ to E_ (four words, eight elements, at a
    time; at least one) with the 4-bit rows at P_ and P_ + K_ (whole words each); L_, P_ advance. */
@@ -634,87 +710,180 @@ static M2_NOINLINE void m2_rq_block(const int32_t *acc, int32_t n, const m2_out 
 #define M2_MV_BLOCK 8 /* output channels summed before they are requantized together (stack: 32 B) */
 
 /* Every output channel of one widened column L0 (K elements) against `cout` rows of 4- or 2-bit
-   weights (rows may start inside a byte), stored at position y0 of o->y. */
-static M2_ASM_FN void m2_mvlow(const int32_t *L0, const uint8_t *w, int wbits, int32_t K, int32_t cout,
-                                 const m2_out *o, int32_t y0)
+   weights (rows may start inside a byte), stored at position y0 of o->y. The loops are one body for
+   both ways to store: PUT2_(co, A, B, two) takes the sums of channels co and (if two) co + 1, FLUSH_
+   ends each block of M2_MV_BLOCK channels. */
+#define M2_MVLOW_BODY(PUT2_, FLUSH_)                                                              \
+    const int32_t G = 32 / wbits, rowbits = K * wbits, nbytes = (cout * rowbits + 7) / 8;         \
+    const int32_t nall = (K + G - 1) / G, nwhole = K / G;                                         \
+    int32_t co0, co;                                                                              \
+    if (wbits == 4 && K % 8 == 0) { /* rows of whole words: two a pass in assembly */             \
+        const int32_t rb = K / 2;                                                                 \
+        for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {                                           \
+            const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;              \
+            for (co = co0; co < end; co += 2) {                                                   \
+                const uint8_t *p = w + co * rb;                                                   \
+                const int32_t *l = L0, *lend = L0 + K / 2, d = co + 1 < end ? rb : 0;             \
+                int32_t aA = 0, aB = 0;                                                           \
+                M2_LIN4_LOOP(l, lend, p, d, aA, aB);                                              \
+                /* exact: 16 x (arithmetic shift: GCC, clang) */                                  \
+                PUT2_(co, aA >> 4, aB >> 4, co + 1 < end);                                        \
+            }                                                                                     \
+            FLUSH_;                                                                               \
+        }                                                                                         \
+        return;                                                                                   \
+    }                                                                                             \
+    for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {                                               \
+        const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;                  \
+        for (co = co0; co < end; co += 2) {                                                       \
+            const int two = co + 1 < end;                                                         \
+            const uint32_t bitA = (uint32_t)(co * rowbits), bitB = bitA + (two ? (uint32_t)rowbits : 0u); \
+            const uint8_t *pA = w + (bitA >> 3), *pB = w + (bitB >> 3);                           \
+            const uint32_t oA = bitA & 7u, oB = bitB & 7u;                                        \
+            /* a row's lanes to the end of its group: past the row, when that stays inside the array */ \
+            const int32_t n = (int32_t)(bitB >> 3) + 4 * nall + 1 <= nbytes ? nall : nwhole;      \
+            const int32_t *L = L0;                                                                \
+            int32_t aA = 0, aB = 0, i, k;                                                         \
+            if (wbits == 4) {                                                                     \
+                M2_MV_LOW(M2_MV_G4, 4)                                                            \
+                aA >>= 4; /* exact: every product was 16 x the weight's (arithmetic shift) */     \
+                aB >>= 4;                                                                         \
+            } else {                                                                              \
+                M2_MV_LOW(M2_MV_G2, 8)                                                            \
+                aA >>= 6; /* exact: 64 x */                                                       \
+                aB >>= 6;                                                                         \
+            }                                                                                     \
+            if (n < nall)                                                                         \
+                M2_MV_TAIL(n * G)                                                                 \
+            PUT2_(co, aA, aB, two);                                                               \
+        }                                                                                         \
+        FLUSH_;                                                                                   \
+    }
+
+#define M2_MV_ACC2(co, A, B, two)                                                                 \
+    do {                                                                                          \
+        acc[(co) - co0] = (A);                                                                    \
+        if (two)                                                                                  \
+            acc[(co) - co0 + 1] = (B);                                                            \
+    } while (0)
+static M2_ASM_FN void m2_mvlow_blocks(const int32_t *L0, const uint8_t *w, int wbits, int32_t K, int32_t cout,
+                                      const m2_out *o, int32_t y0)
 {
-    const int32_t G = 32 / wbits, rowbits = K * wbits, nbytes = (cout * rowbits + 7) / 8;
-    const int32_t nall = (K + G - 1) / G, nwhole = K / G;
-    int32_t acc[M2_MV_BLOCK], co0, co;
-    if (wbits == 4 && K % 8 == 0) { /* rows of whole words: two a pass in assembly */
-        const int32_t rb = K / 2;
-        for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {
-            const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;
-            for (co = co0; co < end; co += 2) {
-                const uint8_t *p = w + co * rb;
-                const int32_t *l = L0, *lend = L0 + K / 2, d = co + 1 < end ? rb : 0;
-                int32_t aA = 0, aB = 0;
-                M2_LIN4_LOOP(l, lend, p, d, aA, aB);
-                acc[co - co0] = aA >> 4; /* exact: 16 x (arithmetic shift: GCC, clang) */
-                if (co + 1 < end)
-                    acc[co - co0 + 1] = aB >> 4;
-            }
-            m2_rq_block(acc, end - co0, o, co0, y0);
-        }
-        return;
+    int32_t acc[M2_MV_BLOCK];
+    M2_MVLOW_BODY(M2_MV_ACC2, m2_rq_block(acc, end - co0, o, co0, y0))
+}
+#undef M2_MV_ACC2
+
+/* m2_mvlow with the fused requantization (PC_: see M2_RQ_ASM); the bias is added to the shifted sums
+   (no overflow: see requant_mode). Only the shift-per-channel form (PC_ 1, which serves one shift as
+   well): a second copy of these loops costs 3 KB of code for 4 instructions an output. */
+#define M2_MV_RQ2(PC_, co, A, B, two)                                                             \
+    M2_RQ_ASM(PC_, (two) ? 2 : 1, co, 0, (A) + o->bias[co], (B) + o->bias[(two) ? (co) + 1 : (co)])
+#define M2_MV_RQ2_0(co, A, B, two) M2_MV_RQ2(0, co, A, B, two)
+#define M2_MV_RQ2_1(co, A, B, two) M2_MV_RQ2(1, co, A, B, two)
+#define M2_MVLOW_FAST_FN(NAME_, PC_)                                                              \
+    static M2_ASM_FN void NAME_(const int32_t *L0, const uint8_t *w, int wbits, int32_t K, int32_t cout, \
+                                const m2_out *o, int32_t y0)                                      \
+    {                                                                                             \
+        M2_RQ_CONSTANTS(o, y0);                                                                   \
+        M2_MVLOW_BODY(M2_MV_RQ2_##PC_, (void)0)                                                   \
     }
-    for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {
-        const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;
-        for (co = co0; co < end; co += 2) {
-            const int two = co + 1 < end;
-            const uint32_t bitA = (uint32_t)(co * rowbits), bitB = bitA + (two ? (uint32_t)rowbits : 0u);
-            const uint8_t *pA = w + (bitA >> 3), *pB = w + (bitB >> 3);
-            const uint32_t oA = bitA & 7u, oB = bitB & 7u;
-            /* a row's lanes to the end of its group: past the row, when that stays inside the array */
-            const int32_t n = (int32_t)(bitB >> 3) + 4 * nall + 1 <= nbytes ? nall : nwhole;
-            const int32_t *L = L0;
-            int32_t aA = 0, aB = 0, i, k;
-            if (wbits == 4) {
-                M2_MV_LOW(M2_MV_G4, 4)
-                aA >>= 4; /* exact: every product was 16 x the weight's (arithmetic shift: GCC, clang) */
-                aB >>= 4;
-            } else {
-                M2_MV_LOW(M2_MV_G2, 8)
-                aA >>= 6; /* exact: 64 x */
-                aB >>= 6;
-            }
-            if (n < nall)
-                M2_MV_TAIL(n * G)
-            acc[co - co0] = aA;
-            if (two)
-                acc[co - co0 + 1] = aB;
-        }
-        m2_rq_block(acc, end - co0, o, co0, y0);
-    }
+M2_MVLOW_FAST_FN(m2_mvlow_pc, 1)
+#undef M2_MVLOW_FAST_FN
+#undef M2_MV_RQ2_0
+#undef M2_MV_RQ2_1
+#undef M2_MV_RQ2
+
+static void m2_mvlow(const int32_t *L0, const uint8_t *w, int wbits, int32_t K, int32_t cout, const m2_out *o,
+                     int32_t y0)
+{
+    const int fast = m2_rq_fast(o);
+    (fast ? m2_mvlow_pc : m2_mvlow_blocks)(L0, w, wbits, K, cout, o, y0);
 }
 
 /* Byte weights (speed builds): the columns widened into lanes as for m2_mvlow (8-bit order: (c0, c2),
    (c1, c3) a word). A pointwise layer (K % 4 == 0, K <= M2_PW_LANES) takes two positions a pass
    (columns L and L + M2_PW_LANES / 2), so that each weight word is widened once for both; a linear
    layer (one position) and an im2col convolution (K <= M2_MV_K) four rows a pass, so that each lane
-   pair is loaded once for four. Sums are requantized M2_MV_BLOCK channels at a time. */
+   pair is loaded once for four. The inner loops are assembly: GCC 12 spills their thirteen live
+   values. Early clobbers: no input may share a register with them. With m2_rq_fast the sums start
+   at their biases (no overflow: see requant_mode) and are requantized from registers (M2_RQ_ASM);
+   otherwise M2_MV_BLOCK channels at a time by m2_rq_block. */
 #define M2_L2 (M2_PW_LANES / 2) /* words from one position's lanes to the next's */
-static M2_NOINLINE void m2_pw8_pair(const int32_t *L, const uint8_t *w, int32_t K, int32_t cout, const m2_out *o,
-                                    int32_t p0, int both)
+
+/* A0_, B0_ (position 0, lanes from L_ to E_) and A1_, B1_ (position 1, lanes M2_L2 words on) += the
+   dot products with the 8-bit rows at P_ and P_ + K_ (four elements a pass, at least one); L_, P_
+   advance. */
+#define M2_PW8_LOOP(L_, E_, P_, K_, A0_, A1_, B0_, B1_)                                           \
+    do {                                                                                          \
+        uint32_t x_, y_, v_, t_, u_;                                                              \
+        __asm volatile("1:\n\t"                                                                   \
+                       "ldr %[v], [%[p], %[k]]\n\t"                                               \
+                       "ldr %[u], [%[p]], #4\n\t"                                                 \
+                       "ldrd %[x], %[y], [%[l], #%c[o1]]\n\t"                                     \
+                       "sxtb16 %[t], %[u]\n\t"                                                    \
+                       "sxtb16 %[u], %[u], ror #8\n\t"                                            \
+                       "smlad %[a1], %[x], %[t], %[a1]\n\t"                                       \
+                       "smlad %[a1], %[y], %[u], %[a1]\n\t"                                       \
+                       "ldrd %[x], %[y], [%[l]], #8\n\t"                                          \
+                       "smlad %[a0], %[x], %[t], %[a0]\n\t"                                       \
+                       "smlad %[a0], %[y], %[u], %[a0]\n\t"                                       \
+                       "sxtb16 %[t], %[v]\n\t"                                                    \
+                       "sxtb16 %[v], %[v], ror #8\n\t"                                            \
+                       "smlad %[b0], %[x], %[t], %[b0]\n\t"                                       \
+                       "smlad %[b0], %[y], %[v], %[b0]\n\t"                                       \
+                       "ldrd %[x], %[y], [%[l], #%c[o2]]\n\t"                                     \
+                       "smlad %[b1], %[x], %[t], %[b1]\n\t"                                       \
+                       "smlad %[b1], %[y], %[v], %[b1]\n\t"                                       \
+                       "cmp %[l], %[e]\n\t"                                                       \
+                       "bne 1b"                                                                   \
+                       : [l] "+&r"(L_), [p] "+&r"(P_), [a0] "+&r"(A0_), [a1] "+&r"(A1_),          \
+                         [b0] "+&r"(B0_), [b1] "+&r"(B1_), [x] "=&r"(x_), [y] "=&r"(y_), [v] "=&r"(v_), \
+                         [t] "=&r"(t_), [u] "=&r"(u_)                                             \
+                       : [e] "r"(E_), [k] "r"(K_), [o1] "i"(4 * M2_L2), [o2] "i"(4 * M2_L2 - 8)   \
+                       : "cc", "memory");                                                         \
+    } while (0)
+
+/* m2_pw8_pair with the fused requantization (PC_: see M2_RQ_ASM). */
+#define M2_PW8_FAST_FN(NAME_, PC_)                                                                \
+    static M2_ASM_FN void NAME_(const int32_t *L, const uint8_t *w, int32_t K, int32_t cout, const m2_out *o, \
+                                int32_t p0, int both)                                             \
+    {                                                                                             \
+        const int32_t *b = o->bias;                                                               \
+        int32_t co;                                                                               \
+        M2_RQ_CONSTANTS(o, p0);                                                                   \
+        for (co = 0; co < cout; co += 2) {                                                        \
+            const int two = co + 1 < cout;                                                        \
+            const uint8_t *pA = w + co * K;                                                       \
+            const int32_t *l = L, *lend = L + K / 2, d = two ? K : 0;                             \
+            int32_t a0 = b[co], a1 = a0, b0 = b[two ? co + 1 : co], b1 = b0; /* row A / B, p0 / p0 + 1 */ \
+            M2_PW8_LOOP(l, lend, pA, d, a0, a1, b0, b1);                                          \
+            M2_RQ_ASM(PC_, two ? 2 : 1, co, 0, a0, b0);                                           \
+            if (both)                                                                             \
+                M2_RQ_ASM(PC_, two ? 2 : 1, co, 1, a1, b1);                                       \
+        }                                                                                         \
+    }
+M2_PW8_FAST_FN(m2_pw8_one, 0)
+M2_PW8_FAST_FN(m2_pw8_pc, 1)
+#undef M2_PW8_FAST_FN
+
+static M2_ASM_FN void m2_pw8_pair(const int32_t *L, const uint8_t *w, int32_t K, int32_t cout, const m2_out *o,
+                                  int32_t p0, int both)
 {
-    const int32_t nw = K / 4;
     int32_t acc0[M2_MV_BLOCK], acc1[M2_MV_BLOCK], co0, co;
+    const int fast = m2_rq_fast(o);
+    if (fast) {
+        (fast == 1 ? m2_pw8_one : m2_pw8_pc)(L, w, K, cout, o, p0, both);
+        return;
+    }
     for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {
         const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;
         for (co = co0; co < end; co += 2) {
             const int two = co + 1 < end;
-            const uint8_t *pA = w + co * K, *pB = two ? pA + K : pA;
-            const int32_t *l = L, *lend = L + 2 * nw;
-            int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0; /* row A / B, position p0 / p0 + 1 */
-            for (; l < lend; l += 2, pA += 4, pB += 4) {
-                const uint32_t vA = m2_ld32(pA), vB = m2_ld32(pB);
-                const int32_t xA = __sxtb16((int32_t)vA), yA = m2_sxtb16_hi(vA);
-                const int32_t xB = __sxtb16((int32_t)vB), yB = m2_sxtb16_hi(vB);
-                a0 = __smlad(l[0], xA, __smlad(l[1], yA, a0));
-                b0 = __smlad(l[0], xB, __smlad(l[1], yB, b0));
-                a1 = __smlad(l[M2_L2], xA, __smlad(l[M2_L2 + 1], yA, a1));
-                b1 = __smlad(l[M2_L2], xB, __smlad(l[M2_L2 + 1], yB, b1));
-            }
+            const uint8_t *pA = w + co * K;
+            const int32_t *l = L, *lend = L + K / 2, d = two ? K : 0;
+            int32_t a0 = 0, a1 = 0, b0 = 0, b1 = 0;
+            M2_PW8_LOOP(l, lend, pA, d, a0, a1, b0, b1);
             acc0[co - co0] = a0;
             acc1[co - co0] = a1;
             if (two) {
@@ -729,35 +898,32 @@ static M2_NOINLINE void m2_pw8_pair(const int32_t *L, const uint8_t *w, int32_t 
 }
 
 /* A_ .. D_ += the dot products of the lanes from L_ to E_ (two words, four elements, at a time; at
-   least one) with the 8-bit rows at P_, P_ + K_, Q_, Q_ + K_; L_, P_, Q_ advance. In assembly: GCC 12
-   spills the loop's thirteen live values. Early clobbers: no input may share a register with them. */
+   least one) with the 8-bit rows at P_, P_ + K_, Q_, Q_ + K_; L_, P_, Q_ advance. */
 #define M2_LIN8_LOOP(L_, E_, P_, Q_, K_, A_, B_, C_, D_)                                          \
     do {                                                                                          \
         uint32_t x_, y_, v_, t_;                                                                  \
         __asm volatile("1:\n\t"                                                                   \
                        "ldrd %[x], %[y], [%[l]], #8\n\t"                                          \
-                       "ldr %[v], [%[p]]\n\t"                                                     \
-                       "sxtb16 %[t], %[v]\n\t"                                                    \
-                       "sxtb16 %[v], %[v], ror #8\n\t"                                            \
-                       "smlad %[a], %[x], %[t], %[a]\n\t"                                         \
-                       "smlad %[a], %[y], %[v], %[a]\n\t"                                         \
                        "ldr %[v], [%[p], %[k]]\n\t"                                               \
                        "sxtb16 %[t], %[v]\n\t"                                                    \
                        "sxtb16 %[v], %[v], ror #8\n\t"                                            \
                        "smlad %[b], %[x], %[t], %[b]\n\t"                                         \
                        "smlad %[b], %[y], %[v], %[b]\n\t"                                         \
-                       "ldr %[v], [%[q]]\n\t"                                                     \
+                       "ldr %[v], [%[p]], #4\n\t"                                                 \
                        "sxtb16 %[t], %[v]\n\t"                                                    \
                        "sxtb16 %[v], %[v], ror #8\n\t"                                            \
-                       "smlad %[c], %[x], %[t], %[c]\n\t"                                         \
-                       "smlad %[c], %[y], %[v], %[c]\n\t"                                         \
+                       "smlad %[a], %[x], %[t], %[a]\n\t"                                         \
+                       "smlad %[a], %[y], %[v], %[a]\n\t"                                         \
                        "ldr %[v], [%[q], %[k]]\n\t"                                               \
                        "sxtb16 %[t], %[v]\n\t"                                                    \
                        "sxtb16 %[v], %[v], ror #8\n\t"                                            \
                        "smlad %[d], %[x], %[t], %[d]\n\t"                                         \
                        "smlad %[d], %[y], %[v], %[d]\n\t"                                         \
-                       "adds %[p], %[p], #4\n\t"                                                  \
-                       "adds %[q], %[q], #4\n\t"                                                  \
+                       "ldr %[v], [%[q]], #4\n\t"                                                 \
+                       "sxtb16 %[t], %[v]\n\t"                                                    \
+                       "sxtb16 %[v], %[v], ror #8\n\t"                                            \
+                       "smlad %[c], %[x], %[t], %[c]\n\t"                                         \
+                       "smlad %[c], %[y], %[v], %[c]\n\t"                                         \
                        "cmp %[l], %[e]\n\t"                                                       \
                        "bne 1b"                                                                   \
                        : [l] "+&r"(L_), [p] "+&r"(P_), [q] "+&r"(Q_), [a] "+&r"(A_), [b] "+&r"(B_),  \
@@ -767,16 +933,60 @@ static M2_NOINLINE void m2_pw8_pair(const int32_t *L, const uint8_t *w, int32_t 
                        : "cc", "memory");                                                         \
     } while (0)
 
+/* One row r of K 8-bit weights against the lanes L, exactly (m2_lin8's rows past the four-row passes). */
+static inline int32_t m2_lin8_row(const int32_t *L, const int8_t *r, int32_t K, int32_t a)
+{
+    int32_t i, k;
+    for (i = 0; 4 * i + 4 <= K; ++i) {
+        const uint32_t v = m2_ld32(r + 4 * i);
+        a = __smlad(L[2 * i], __sxtb16((int32_t)v), __smlad(L[2 * i + 1], m2_sxtb16_hi(v), a));
+    }
+    for (k = 4 * i; k < K; ++k) { /* element k is lane k - j + 2 (j & 1) + (j >> 1), j = k % 4 */
+        const int32_t j = k % 4, lane = k - j + 2 * (j & 1) + (j >> 1);
+        a += (int16_t)(uint16_t)(((uint32_t)L[lane >> 1] >> (16 * (lane & 1))) & 0xFFFFu) * r[k];
+    }
+    return a;
+}
+
+/* Four rows a pass while the fourth row's reads (to the end of its last lane group: the lanes past K
+   are zeros) stay inside the array. */
+#define M2_LIN8_FOURS(co, end) ((co) + 4 <= (end) && ((co) + 3) * K + 4 * nw <= total)
+
+/* m2_lin8 with the fused requantization (PC_: see M2_RQ_ASM). */
+#define M2_LIN8_FAST_FN(NAME_, PC_)                                                               \
+    static M2_ASM_FN void NAME_(const int32_t *L, const uint8_t *w, int32_t K, int32_t cout, const m2_out *o, \
+                                int32_t y0)                                                       \
+    {                                                                                             \
+        const int32_t nw = (K + 3) / 4, total = cout * K, *b = o->bias;                           \
+        int32_t co;                                                                               \
+        M2_RQ_CONSTANTS(o, y0);                                                                   \
+        for (co = 0; M2_LIN8_FOURS(co, cout); co += 4) {                                          \
+            const uint8_t *pA = w + co * K, *pC = pA + 2 * K;                                     \
+            const int32_t *l = L, *lend = L + 2 * nw;                                             \
+            int32_t aA = b[co], aB = b[co + 1], aC = b[co + 2], aD = b[co + 3];                   \
+            M2_LIN8_LOOP(l, lend, pA, pC, K, aA, aB, aC, aD);                                     \
+            M2_RQ4(PC_, co, aA, aB, aC, aD);                                                      \
+        }                                                                                         \
+        for (; co < cout; ++co)                                                                   \
+            M2_RQ_ASM(PC_, 1, co, 0, m2_lin8_row(L, (const int8_t *)w + co * K, K, b[co]), 0);    \
+    }
+M2_LIN8_FAST_FN(m2_lin8_one, 0)
+M2_LIN8_FAST_FN(m2_lin8_pc, 1)
+#undef M2_LIN8_FAST_FN
+
 static M2_ASM_FN void m2_lin8(const int32_t *L, const uint8_t *w, int32_t K, int32_t cout, const m2_out *o,
                               int32_t y0)
 {
-    /* a row's weight words to the end of its last lane group (the lanes past K are zeros): four rows a
-       pass while the fourth row's reads stay inside the array, the rest row by row, exactly */
     const int32_t nw = (K + 3) / 4, total = cout * K;
     int32_t acc[M2_MV_BLOCK], co0, co;
+    const int fast = m2_rq_fast(o);
+    if (fast) {
+        (fast == 1 ? m2_lin8_one : m2_lin8_pc)(L, w, K, cout, o, y0);
+        return;
+    }
     for (co0 = 0; co0 < cout; co0 += M2_MV_BLOCK) {
         const int32_t end = cout - co0 < M2_MV_BLOCK ? cout : co0 + M2_MV_BLOCK;
-        for (co = co0; co + 4 <= end && (co + 3) * K + 4 * nw <= total; co += 4) {
+        for (co = co0; M2_LIN8_FOURS(co, end); co += 4) {
             const uint8_t *pA = w + co * K, *pC = pA + 2 * K;
             const int32_t *l = L, *lend = L + 2 * nw;
             int32_t aA = 0, aB = 0, aC = 0, aD = 0;
@@ -786,19 +996,8 @@ static M2_ASM_FN void m2_lin8(const int32_t *L, const uint8_t *w, int32_t K, int
             acc[co - co0 + 2] = aC;
             acc[co - co0 + 3] = aD;
         }
-        for (; co < end; ++co) {
-            const int8_t *r = (const int8_t *)w + co * K;
-            int32_t a = 0, i, k;
-            for (i = 0; 4 * i + 4 <= K; ++i) {
-                const uint32_t v = m2_ld32(r + 4 * i);
-                a = __smlad(L[2 * i], __sxtb16((int32_t)v), __smlad(L[2 * i + 1], m2_sxtb16_hi(v), a));
-            }
-            for (k = 4 * i; k < K; ++k) { /* element k is lane k - j + 2 (j & 1) + (j >> 1), j = k % 4 */
-                const int32_t j = k % 4, lane = k - j + 2 * (j & 1) + (j >> 1);
-                a += (int16_t)(uint16_t)(((uint32_t)L[lane >> 1] >> (16 * (lane & 1))) & 0xFFFFu) * r[k];
-            }
-            acc[co - co0] = a;
-        }
+        for (; co < end; ++co)
+            acc[co - co0] = m2_lin8_row(L, (const int8_t *)w + co * K, K, 0);
         m2_rq_block(acc, end - co0, o, co0, y0);
     }
 }
