@@ -31,7 +31,7 @@ import pytest
 from memory_models.errors import InputError
 from nas.export.c import lower, write_c_model
 from nas.export.c.harness import compile_harness, run_harness, torch_int_logits, write_inputs
-from nas.export.c.packing import fixed_point, pack, unpack
+from nas.export.c.packing import fixed_point, pack, requant_mode, unpack
 from search_spaces import graph, load_space, sample_random
 from tests.fixtures.c_models import COVER_1D, COVER_2D, TRAINED_ARCH, arch_1d, arch_2d, c_report, calibrated
 
@@ -163,6 +163,19 @@ def test_packing_and_fixed_point():
         mult, shift = fixed_point(m)
         assert 0 < mult < 2**31 and 1 <= shift <= 62
         assert abs(mult / 2.0**shift - m) <= m * 2.0**-29 + 2.0**-62
+
+
+def test_requant_mode_admits_only_what_the_fused_requantization_handles():
+    """The speed build fuses requantization when the exporter says so; its assembly assumes every shift
+    in 33..54 and biases below 2^30 (the fused paths themselves: tests/unit/nas/test_kernels_cortexm.py)."""
+    assert requant_mode([33] * 4, [0, 5, -7, (1 << 30) - 1]) == 33
+    assert requant_mode([54, 54], [-(1 << 30) + 1, 0]) == 54
+    assert requant_mode([35, 36, 35], [1, 2, 3]) == -1
+    assert requant_mode([32, 35], [0, 0]) == 0  # a shift of 32 or less: the general path
+    assert requant_mode([33, 55], [0, 0]) == 0  # past 54 the uint8 offset would not fit
+    assert requant_mode([40, 40], [0, 1 << 30]) == 0
+    assert requant_mode([40, 40], [-(1 << 30), 0]) == 0
+    assert requant_mode([], []) == 0
 
 
 # ---------------------------------------------------------------------------------------------
