@@ -559,24 +559,38 @@ static M2_NOINLINE void m2_rq_block(const int32_t *acc, int32_t n, const m2_out 
 #undef M2_RQ_UNIFORM
         return;
     }
+/* One channel's q: m2_requant_b, the shift > 32 case rounded half up from the high word (exact unless
+   the low word is 0; then the exact path). */
+#define M2_RQ_CHANNEL(j)                                                                          \
+    const int t = sh[j];                                                                          \
+    int32_t s, q;                                                                                 \
+    if (t > 32 && !__builtin_add_overflow(acc[j], b[j], &s)) {                                    \
+        const int64_t p = (int64_t)s * m[j];                                                      \
+        q = ((int32_t)(p >> 32) + (1 << (t - 33))) >> (t - 32);                                   \
+        if ((uint32_t)p == 0u)                                                                    \
+            q = m2_requant_slow(s, 0, m[j], t, lo, hi);                                           \
+        q = q < lo ? lo : (q > hi ? hi : q);                                                      \
+    } else {                                                                                      \
+        q = m2_requant_slow(acc[j], b[j], m[j], t, lo, hi);                                       \
+    }
     if (o->ybits == 8 && !o->lut) {
         uint8_t *y = o->y + y0 + co0 * ys;
         for (j = 0; j < n; ++j, y += ys) {
-            const int t = sh[j];
-            int32_t s, q;
-            if (t > 32 && !__builtin_add_overflow(acc[j], b[j], &s)) {
-                const int64_t p = (int64_t)s * m[j];
-                q = ((int32_t)(p >> 32) + (1 << (t - 33))) >> (t - 32);
-                if ((uint32_t)p == 0u)
-                    q = m2_requant_slow(s, 0, m[j], t, lo, hi);
-                q = q < lo ? lo : (q > hi ? hi : q);
-            } else {
-                q = m2_requant_slow(acc[j], b[j], m[j], t, lo, hi);
-            }
+            M2_RQ_CHANNEL(j)
             *y = (uint8_t)q;
         }
         return;
     }
+    if (!o->lut) { /* 4- or 2-bit outputs */
+        const int yb = o->ybits;
+        int32_t i = y0 + co0 * ys;
+        for (j = 0; j < n; ++j, i += ys) {
+            M2_RQ_CHANNEL(j)
+            m2_st(o->y, i, yb, q);
+        }
+        return;
+    }
+#undef M2_RQ_CHANNEL
     for (j = 0; j < n; ++j)
         m2_put(o, co0 + j, acc[j], y0);
 }
