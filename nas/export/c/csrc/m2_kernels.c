@@ -166,6 +166,16 @@ static M2_KERNEL M2_NOINLINE void m2_dwconv(const uint8_t *x, int xbits, int xsg
                                 acc += (int32_t)r[kx] * wr[kx];
                         }
                     }
+#if M2_SPEED
+                } else if (local && iy0 >= 0 && iy0 + kh <= ih && ix0 >= 0 && ix0 + kw <= iw) {
+                    /* sub-byte inputs, a window inside the input: no bounds tests, filter from the stack */
+                    const int32_t *wr = wk;
+                    for (ky = 0; ky < kh; ++ky, wr += kw) {
+                        const int32_t i0 = xb + (iy0 + ky) * iw + ix0;
+                        for (kx = 0; kx < kw; ++kx)
+                            acc += m2_ld(x, i0 + kx, xbits, xsgn) * wr[kx];
+                    }
+#endif
                 } else {
                     for (ky = 0; ky < kh; ++ky) {
                         const int32_t iy = iy0 + ky;
