@@ -526,6 +526,34 @@ static M2_NOINLINE int32_t m2_requant_slow(int32_t acc, int32_t bias, int32_t mu
     return m2_requant_b(acc, bias, mult, shift, lo, hi);
 }
 
+/* One channel's q: m2_requant_b, the shift > 32 case rounded half up from the high word (exact unless
+   the low word is 0; then the exact path). */
+#define M2_RQ_CHANNEL(j)                                                                          \
+    const int t = sh[j];                                                                          \
+    int32_t s, q;                                                                                 \
+    if (t > 32 && !__builtin_add_overflow(acc[j], b[j], &s)) {                                    \
+        const int64_t p = (int64_t)s * m[j];                                                      \
+        q = ((int32_t)(p >> 32) + (1 << (t - 33))) >> (t - 32);                                   \
+        if ((uint32_t)p == 0u)                                                                    \
+            q = m2_requant_slow(s, 0, m[j], t, lo, hi);                                           \
+        q = q < lo ? lo : (q > hi ? hi : q);                                                      \
+    } else {                                                                                      \
+        q = m2_requant_slow(acc[j], b[j], m[j], t, lo, hi);                                       \
+    }
+/* m2_rq_block's 4- and 2-bit outputs without a LUT (out of line: the byte loop keeps its registers). */
+static M2_NOINLINE void m2_rq_block_low(const int32_t *acc, int32_t n, const m2_out *o, int32_t co0, int32_t y0)
+{
+    const int32_t *b = o->bias + co0, *m = o->mult + co0;
+    const int8_t *sh = o->shift + co0;
+    const int32_t lo = o->lo, hi = o->hi, ys = o->ys;
+    const int yb = o->ybits;
+    int32_t i = y0 + co0 * ys, j;
+    for (j = 0; j < n; ++j, i += ys) {
+        M2_RQ_CHANNEL(j)
+        m2_st(o->y, i, yb, q);
+    }
+}
+
 /* Outputs co0 .. co0 + n - 1 of position y0 from their sums: m2_requant_b, with the shift > 32 case
    rounded half up from the high word alone (exact unless the low word is 0, the only case a tie is
    possible in: then the exact path). */
@@ -559,20 +587,6 @@ static M2_NOINLINE void m2_rq_block(const int32_t *acc, int32_t n, const m2_out 
 #undef M2_RQ_UNIFORM
         return;
     }
-/* One channel's q: m2_requant_b, the shift > 32 case rounded half up from the high word (exact unless
-   the low word is 0; then the exact path). */
-#define M2_RQ_CHANNEL(j)                                                                          \
-    const int t = sh[j];                                                                          \
-    int32_t s, q;                                                                                 \
-    if (t > 32 && !__builtin_add_overflow(acc[j], b[j], &s)) {                                    \
-        const int64_t p = (int64_t)s * m[j];                                                      \
-        q = ((int32_t)(p >> 32) + (1 << (t - 33))) >> (t - 32);                                   \
-        if ((uint32_t)p == 0u)                                                                    \
-            q = m2_requant_slow(s, 0, m[j], t, lo, hi);                                           \
-        q = q < lo ? lo : (q > hi ? hi : q);                                                      \
-    } else {                                                                                      \
-        q = m2_requant_slow(acc[j], b[j], m[j], t, lo, hi);                                       \
-    }
     if (o->ybits == 8 && !o->lut) {
         uint8_t *y = o->y + y0 + co0 * ys;
         for (j = 0; j < n; ++j, y += ys) {
@@ -582,18 +596,13 @@ static M2_NOINLINE void m2_rq_block(const int32_t *acc, int32_t n, const m2_out 
         return;
     }
     if (!o->lut) { /* 4- or 2-bit outputs */
-        const int yb = o->ybits;
-        int32_t i = y0 + co0 * ys;
-        for (j = 0; j < n; ++j, i += ys) {
-            M2_RQ_CHANNEL(j)
-            m2_st(o->y, i, yb, q);
-        }
+        m2_rq_block_low(acc, n, o, co0, y0);
         return;
     }
-#undef M2_RQ_CHANNEL
     for (j = 0; j < n; ++j)
         m2_put(o, co0 + j, acc[j], y0);
 }
+#undef M2_RQ_CHANNEL
 
 /* The fused requantization of the widened-lane kernels: byte outputs, no LUT, every shift above 32
    (requant_mode) and a clamp to the whole int8 or uint8 range. Then each sum is requantized where
@@ -789,8 +798,8 @@ static M2_ASM_FN void m2_mvlow_blocks(const int32_t *L0, const uint8_t *w, int w
 #undef M2_MV_ACC2
 
 /* m2_mvlow with the fused requantization (PC_: see M2_RQ_ASM); the bias is added to the shifted sums
-   (no overflow: see requant_mode). Only the shift-per-channel form (PC_ 1, which serves one shift as
-   well): a second copy of these loops costs 3 KB of code for 4 instructions an output. */
+   (no overflow: see requant_mode). Both forms: the one-shift copy costs 3 KB of speed-build code and
+   saves 4 instructions an output (a 2-bit pointwise layer of 32 channels: 6.00 -> 5.88 per MAC). */
 #define M2_MV_RQ2(PC_, co, A, B, two)                                                             \
     M2_RQ_ASM(PC_, (two) ? 2 : 1, co, 0, (A) + o->bias[co], (B) + o->bias[(two) ? (co) + 1 : (co)])
 #define M2_MV_RQ2_0(co, A, B, two) M2_MV_RQ2(0, co, A, B, two)
@@ -802,6 +811,7 @@ static M2_ASM_FN void m2_mvlow_blocks(const int32_t *L0, const uint8_t *w, int w
         M2_RQ_CONSTANTS(o, y0);                                                                   \
         M2_MVLOW_BODY(M2_MV_RQ2_##PC_, (void)0)                                                   \
     }
+M2_MVLOW_FAST_FN(m2_mvlow_one, 0)
 M2_MVLOW_FAST_FN(m2_mvlow_pc, 1)
 #undef M2_MVLOW_FAST_FN
 #undef M2_MV_RQ2_0
@@ -812,7 +822,7 @@ static void m2_mvlow(const int32_t *L0, const uint8_t *w, int wbits, int32_t K, 
                      int32_t y0)
 {
     const int fast = m2_rq_fast(o);
-    (fast ? m2_mvlow_pc : m2_mvlow_blocks)(L0, w, wbits, K, cout, o, y0);
+    (fast == 1 ? m2_mvlow_one : fast == 2 ? m2_mvlow_pc : m2_mvlow_blocks)(L0, w, wbits, K, cout, o, y0);
 }
 
 /* Byte weights (speed builds): the columns widened into lanes as for m2_mvlow (8-bit order: (c0, c2),
