@@ -79,14 +79,25 @@ def _pack(fields: np.ndarray, bits: int) -> bytes:
 
 @st.composite
 def layer(draw):
-    kind = draw(st.sampled_from(["conv", "pw"]))
+    kind = draw(st.sampled_from(["conv", "pw", "dw"]))
     wbits, xbits, ybits = (draw(st.sampled_from([2, 4, 8])) for _ in range(3))
     xsgn = draw(st.booleans())
     # column lengths around M2_PW_CHUNK (64), M2_PW_LANES (128) and M2_MV_K (320); odd ones too
     cin = draw(
         st.one_of(st.integers(1, 12), st.sampled_from([16, 21, 32, 33, 63, 64, 65, 96, 127, 128, 129, 160]))
     )
-    if kind == "conv":
+    if kind == "dw":
+        # filters inside and outside the speed build's pair limits (up to 32 pairs, 64 taps), rows
+        # longer than one staged tile (96 elements), strides and padding up to the filter's half
+        kh, kw = draw(st.sampled_from([(1, 3), (1, 5), (1, 7), (1, 9), (3, 3), (5, 5), (2, 3), (3, 5), (8, 8),
+                                       (9, 9), (1, 1), (1, 66)]))  # fmt: skip
+        cin = min(cin, 24)
+        ih = draw(st.integers(kh, kh + (2 if kh == 1 else 7)))
+        iw = draw(st.integers(kw, kw + (130 if kh == 1 else 12)))
+        sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+        ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+        oh, ow = (ih + 2 * ph - kh) // sh + 1, (iw + 2 * pw - kw) // sw + 1
+    elif kind == "conv":
         kh, kw = draw(st.sampled_from([(1, 3), (1, 5), (1, 7), (1, 9), (3, 3), (1, 1), (2, 3)]))
         cin = min(cin, 400 // (kh * kw))
         ih = draw(st.integers(kh, kh + 2))
@@ -99,7 +110,7 @@ def layer(draw):
         ph = pw = 0
         ih, iw = 1, draw(st.sampled_from([1, 1, 2, 3, 5, 8]))  # linear layers are one position
         oh, ow = ih, iw
-    cout = draw(st.sampled_from([1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33]))
+    cout = cin if kind == "dw" else draw(st.sampled_from([1, 2, 3, 4, 5, 7, 8, 15, 16, 17, 31, 32, 33]))
     signed_out = draw(st.booleans())
     top = 1 << (ybits - 1 if signed_out else ybits)
     lo, hi = (-top, top - 1) if signed_out else (0, top - 1)
@@ -118,7 +129,7 @@ def layer(draw):
 
 def _case(c) -> bytes:
     rng = np.random.default_rng(c["seed"])
-    K = c["cin"] * c["kh"] * c["kw"]
+    K = (1 if c["kind"] == "dw" else c["cin"]) * c["kh"] * c["kw"]  # weights per output channel
     xb, wb = c["xbits"], c["wbits"]
     x = rng.integers(-(1 << (xb - 1)), 1 << (xb - 1), c["cin"] * c["ih"] * c["iw"])
     if not c["xsgn"]:
@@ -141,12 +152,11 @@ def _case(c) -> bytes:
         w = rng.integers(-1, 2, w.size)
         bias = rng.integers(-8, 9, c["cout"])
         mult = np.full(c["cout"], 1 << 30)
-        shift = (
-            np.full(c["cout"], int(rng.integers(33, 35))) if c["shared"] else rng.integers(33, 35, c["cout"])
-        )
+        a, b = c.get("tie_shifts", (33, 35))
+        shift = np.full(c["cout"], int(rng.integers(a, b))) if c["shared"] else rng.integers(a, b, c["cout"])
     lut = rng.integers(c["lo"], c["hi"] + 1, 256) if c["lut"] else None
     head = [
-        0 if c["kind"] == "conv" else 1,
+        {"conv": 0, "pw": 1, "dw": 2}[c["kind"]],
         c["cin"],
         c["ih"],
         c["iw"],
@@ -189,30 +199,40 @@ def test_arm_kernels_give_the_portable_bytes(binaries, tmp_path_factory, layers)
 
 
 def _tie_layer(
-    kind: str, cin: int, iw: int, cout: int, kw: int, xsgn: int, signed_out: bool, shared: bool, seed: int
+    kind: str, cin: int, iw: int, cout: int, kw: int, xsgn: int, signed_out: bool, shared: bool, seed: int,
+    ybits: int = 8,
 ) -> dict:
-    lo, hi = (-128, 127) if signed_out else (0, 255)
+    top = 1 << (ybits - 1 if signed_out else ybits)
+    lo, hi = (-top, top - 1) if signed_out else (0, top - 1)
     ow = iw if kind == "pw" else (iw + 2 * (kw // 2) - kw) + 1
     return dict(
         kind=kind, cin=cin, ih=1, iw=iw, cout=cout, kh=1, kw=kw, sh=1, sw=1, ph=0, pw=kw // 2,
-        xbits=8, xsgn=xsgn, wbits=8, ybits=8, lo=lo, hi=hi, lut=False, oh=1, ow=ow, shared=shared,
+        xbits=8, xsgn=xsgn, wbits=8, ybits=ybits, lo=lo, hi=hi, lut=False, oh=1, ow=ow, shared=shared,
         seed=seed, big_bias=False, small_shift=False, ties=True,
+        # depthwise also scales the sum of a shift up to 32 to a shift of 33
+        tie_shifts=(30, 35) if kind == "dw" else (33, 35),
     )  # fmt: skip
 
 
 def test_fused_requantization_rounds_ties_to_even(binaries, tmp_path):
-    """The byte-weight speed paths requantize in assembly with a shortcut that is exact except on a
-    zero low word: layers built to land on that case (multiplier 2^30, shift 33 or 34) on each of them
-    (two-position pointwise, linear, im2col conv; uint8 and int8 outputs; one shift or one a channel)."""
+    """The speed paths requantize with a shortcut that is exact except on a zero low word (in assembly
+    for byte weights, in C for depthwise): layers built to land on that case (multiplier 2^30, shift 33
+    or 34; depthwise also 30 to 32, which it scales to 33) on each of them (two-position pointwise,
+    linear, im2col conv, depthwise with 1-D filters of 2 to 4 pairs kept in registers and with 8-, 4-
+    and 2-bit outputs; uint8 and int8 outputs; one shift or one a channel)."""
     layers = [
-        _tie_layer(kind, cin, iw, cout, kw, xsgn, signed_out, shared, seed)
-        for seed, (kind, cin, iw, cout, kw) in enumerate(
+        _tie_layer(kind, cin, iw, cout, kw, xsgn, signed_out, shared, seed, ybits)
+        for seed, (kind, cin, iw, cout, kw, ybits) in enumerate(
             [
-                ("pw", 32, 5, 7, 1),
-                ("pw", 64, 4, 16, 1),
-                ("pw", 32, 1, 17, 1),
-                ("pw", 60, 1, 9, 1),
-                ("conv", 8, 9, 9, 5),
+                ("pw", 32, 5, 7, 1, 8),
+                ("pw", 64, 4, 16, 1, 8),
+                ("pw", 32, 1, 17, 1, 8),
+                ("pw", 60, 1, 9, 1, 8),
+                ("conv", 8, 9, 9, 5, 8),
+                ("dw", 6, 40, 6, 3, 8),
+                ("dw", 6, 70, 6, 7, 8),
+                ("dw", 5, 33, 5, 5, 4),
+                ("dw", 5, 21, 5, 3, 2),
             ]
         )
         for xsgn in (0, 1)
