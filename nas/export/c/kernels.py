@@ -25,12 +25,17 @@ last two and of aligned 4-bit rows in inline assembly). Their requantization is 
 loops, in assembly, where the exporter's ``requant_mode`` (``packing.py``) allows it: byte outputs
 clamped to the whole int8 / uint8 range, every shift above 32, biases below 2^30 (10
 instructions an output with one shift for the layer, 14 with one a channel); otherwise the sums are
-requantized eight channels at a time. Every path
+requantized eight channels at a time. Depthwise layers (speed builds, filters up to 64 taps and 32
+pairs): each channel's filter as 16-bit pairs, the input rows under a run of outputs staged once as
+16-bit lanes with the padding written as zeros (any input bit-width), every output SMLADs of whole
+words with no bounds tests, and its requantization in registers where the clamp is the output type's
+whole range (a shift up to 32 is scaled to 33 when the sum allows). Every path
 computes the same integers as the portable C, bit for bit (checked on x86 and on both emulated
 cores, layer by layer in tests/unit/nas/test_kernels_cortexm.py and model by model). Stack: the
 -Os build up to 64 B (a sub-byte pointwise input's column chunk) or 256 B (a depthwise filter)
-besides a few scalars; a speed build up to 320 B of lanes (im2col columns up to 160 elements) or
-64 + 256 B (a pointwise column and two positions' lanes), besides the frames; the export measures
+besides a few scalars; a speed build up to 320 B of lanes (im2col columns up to 160 elements),
+64 + 256 B (a pointwise column and two positions' lanes) or 128 + 128 B (a depthwise filter as
+16-bit pairs and its staged input rows), besides the frames; the export measures
 the whole inference's stack on the emulated cores (``stack_bytes``: about 0.7-0.9 KB measured).
 
 Each kernel is delimited by ``/*@kernel NAME*/`` ... ``/*@end*/`` so that the generator emits only
