@@ -191,10 +191,10 @@ static M2_KERNEL M2_NOINLINE void M2_DWCONV_C(const uint8_t *x, int xbits, int x
 }
 #if M2_SPEED
 /* Speed builds: each channel's filter as 16-bit pairs (rows padded to an even length with a zero tap),
-   and the input rows under a run of up to M2_DW_STAGE / kh outputs (and as many output rows as fit)
-   staged as 16-bit lanes with the
-   padding written as zeros, so that every output is SMLADs of whole words (two taps each) with no
-   bounds tests, whatever the input's bit-width; a staged row is read by every output of the run. */
+   and the input rows under a run of up to M2_DW_STAGE / kh outputs (and of as many output rows as
+   fit) staged as 16-bit lanes with the padding written as zeros, so that every output is SMLADs of
+   whole words (two taps each) with no bounds tests, whatever the input's bit-width; a staged row is
+   read by every output of the run. Filters over the limits take the portable loops above. */
 #define M2_DW_STAGE 64 /* 16-bit lanes of staged input rows (128 B on the stack) */
 #define M2_DW_PAIRS 32 /* filter pairs, kh x ceil(kw / 2) (128 B) */
 
