@@ -311,8 +311,9 @@ typedef struct {
    hi + h in 32 bits), the bias as the sum's start, rounded half up from the high word hi, and half to
    even where the low word is 0 (the only case a tie is possible in): (hi + h - 1 + ((hi >> t) & 1)) >> t,
    as m2_requant. No call in the loop, so the constants stay in registers; with one filter row (1-D
-   layers) and KP_ pairs, the filter too. LOW_: 1 for 4- or 2-bit outputs, 2 for any run (a shift up
-   to 32, a bias over 2^30, a narrower clamp: m2_requant_b); SW_: the stride, 0 if any. */
+   layers) and KP_ pairs, the filter too. LOW_: 1 for 4- or 2-bit outputs, 2 for any run (a shift
+   below 18 or over 54, a large bias, a narrower clamp: m2_requant_b, out of line: 0.7 KB of code a
+   variant inlined); SW_: the stride, 0 if any. */
 #define M2_DW_FAST_FN(NAME_, KP_, ROWS_, SW_, LOW_)                                              \
     static M2_NOINLINE void NAME_(const m2_dw_run *u)                                             \
     {                                                                                             \
@@ -346,7 +347,7 @@ typedef struct {
                     acc = __smlad((int32_t)m2_ld32(r + 6), w3, acc);                              \
             }                                                                                     \
             if ((LOW_) == 2) {                                                                    \
-                m2_st(u->y, i++, yb, m2_requant_b(acc, u->cb, cm, u->cs, u->lo, u->hi));          \
+                m2_st(u->y, i++, yb, m2_requant_slow(acc, u->cb, cm, u->cs, u->lo, u->hi));       \
                 continue;                                                                         \
             }                                                                                     \
             p = (int64_t)(int32_t)((uint32_t)acc << k) * cm;                                      \
