@@ -219,25 +219,23 @@ static inline void m2_dw_stage_row(const uint8_t *x, int xbits, int xsgn, int32_
         d[j] = 0;
     if (xbits == 8) {
         const uint8_t *s = x + r0 + ix0;
-        if (xsgn) {
-            for (; j + 4 <= b; j += 4) {
-                const uint32_t v = m2_ld32(s + j);
-                const int32_t e = m2_sxtb16(v), o = m2_sxtb16_hi(v);
-                m2_st32(d + j, m2_pklo(e, o));
-                m2_st32(d + j + 2, m2_pkhi(e, o));
-            }
-            for (; j < b; ++j)
-                d[j] = (int8_t)s[j];
-        } else {
-            for (; j + 4 <= b; j += 4) {
-                const uint32_t v = m2_ld32(s + j);
-                const int32_t e = m2_uxtb16(v), o = m2_uxtb16_hi(v);
-                m2_st32(d + j, m2_pklo(e, o));
-                m2_st32(d + j + 2, m2_pkhi(e, o));
-            }
-            for (; j < b; ++j)
-                d[j] = s[j];
-        }
+/* bytes j .. b - 1 of s as lanes, four a word: EXT_ widens bytes 0, 2 (EXT_##_hi: 1, 3), CT_ the tail */
+#define M2_DW_STAGE8(EXT_, CT_)                                                                   \
+    do {                                                                                          \
+        for (; j + 4 <= b; j += 4) {                                                              \
+            const uint32_t v = m2_ld32(s + j);                                                    \
+            const int32_t e = EXT_(v), o = EXT_##_hi(v);                                          \
+            m2_st32(d + j, m2_pklo(e, o));                                                        \
+            m2_st32(d + j + 2, m2_pkhi(e, o));                                                    \
+        }                                                                                         \
+        for (; j < b; ++j)                                                                        \
+            d[j] = (CT_)s[j];                                                                     \
+    } while (0)
+        if (xsgn)
+            M2_DW_STAGE8(m2_sxtb16, int8_t);
+        else
+            M2_DW_STAGE8(m2_uxtb16, uint8_t);
+#undef M2_DW_STAGE8
     } else {
         const int32_t per = 8 / xbits;
         int32_t i = r0 + ix0 + j;
