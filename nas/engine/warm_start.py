@@ -14,7 +14,7 @@ from memory_models import evaluate
 from memory_models.errors import InputError
 from nas.config.study import Study
 from search_spaces import Arch, graph
-from search_spaces.families import family, scaled_to, tinym2net
+from search_spaces.families import family, member, scaled_to
 
 from .record import Attr, TrialRecord
 
@@ -38,7 +38,7 @@ def seed_archs(study: Study) -> list[Arch]:
             bits = tuple(entry.bits) if entry.bits else (8, 4)
             if entry.widths:
                 members = [
-                    tinym2net(shapes["modalities"], shapes["classes"], w, b)
+                    member(entry.family, shapes["modalities"], shapes["classes"], w, b)
                     for w in entry.widths
                     for b in bits
                 ]

@@ -30,7 +30,8 @@ import pytest
 from nas.data import load_dataset
 from nas.train import TrainConfig, evaluate_model, load_trained, train_candidate
 from nas.train.teacher import TeacherConfig, get_teacher
-from search_spaces.arch import Arch, Block, Branch, Fusion, Head
+from search_spaces.arch import Arch
+from search_spaces.families import member
 from search_spaces.graph import graph
 
 pytestmark = pytest.mark.bench
@@ -41,35 +42,17 @@ if os.environ.get("M2NAS_BENCH_EPOCHS"):
     EPOCHS = dict.fromkeys(EPOCHS, int(os.environ["M2NAS_BENCH_EPOCHS"]))
 SEEDS = tuple(range(int(os.environ.get("M2NAS_BENCH_SEEDS", "3"))))
 PATIENCE = 10
-STEM, WIDTH, HIDDEN = 16, 32, 16
-
-
-def _conv(k: int, ch: int, wbits: int, stride: int) -> Block:
-    return Block(op="conv", kernel=k, channels=ch, stride=stride, pool=2, weight_bits=[wbits], act_bits=[8])
 
 
 def student_arch(modalities: dict[str, tuple[int, ...]], classes: int, only: str | None = None) -> Arch:
-    """Per branch: an 8-bit conv stem (16 ch, stride 2 for inputs with every side >= 32) and a 4-bit conv
-    block (32 ch), each followed by 2x max-pooling, then global average pooling; late concat fusion; a
-    4-bit 16-unit hidden layer and an 8-bit classifier. Activations 8-bit throughout."""
-    branches = []
-    for name, shape in modalities.items():
-        k = 5 if len(shape) == 2 else 3
-        stride = 2 if min(shape[1:]) >= 32 else 1
-        branches.append(
-            Branch(
-                modality=name,
-                input_shape=list(shape),
-                used=only is None or name == only,
-                blocks=[_conv(k, STEM, 8, stride), _conv(k, WIDTH, 4, 1)],
-            )
-        )
-    return Arch(
-        classes=classes,
-        branches=branches,
-        fusion=Fusion(point="late", op="concat"),
-        head=Head(hidden=[HIDDEN], weight_bits=[4, 8], act_bits=[8, 8]),
-    ).validate("student")
+    """The `lateconv` family at width 16, W4 (search_spaces/families.py): per branch an 8-bit conv stem
+    (16 ch, stride 2 for inputs with every side >= 32) and a 4-bit conv block (32 ch), each followed by
+    2x max-pooling, then global average pooling; late concat fusion; a 4-bit 16-unit hidden layer and
+    an 8-bit classifier. Activations 8-bit throughout. `only`: that modality's branch alone."""
+    arch = member("lateconv", modalities, classes, 16, 4)
+    for b in arch.branches:
+        b.used = only is None or b.modality == only
+    return arch.validate("student")
 
 
 def weight_bytes(arch: Arch) -> tuple[int, int]:

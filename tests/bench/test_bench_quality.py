@@ -9,8 +9,9 @@ wall-clock budget (the final stage included):
     family, final stage (top 3 of each front, 3 seeds);
 (b) random sampling with the same memory rejection, every candidate trained to the end, no final
     stage, no warm start;
-(c) the hand-designed family alone: ten `tinym2net` members (five widths x W8 / W4), each trained to
-    the end (those that do not fit are rejected before training, as in a search);
+(c) the hand-designed family alone: ten members of M2NAS_BENCH_FAMILY (default `lateconv`, the fixed
+    student of test_bench_distillation.py, at five widths x W8 / W4), each trained to the end (those
+    that do not fit are rejected before training, as in a search);
 (d) (a) without multi-fidelity (every candidate trained to the end);
 (e) (optional, M2NAS_BENCH_ARMS) (a) with the older threshold rule (stop `margin` below the best
     finished candidate of no more memory, at 30% and 60% of the epochs) instead of successive halving.
@@ -28,7 +29,8 @@ Budget: (a), (d), (e) search for 60% of M2NAS_BENCH_SECONDS, then run their fina
 for as long as (a) took in all; (c) trains its ten models whatever that takes (reported).
 
 Environment: M2NAS_BENCH_SEEDS (default 3; or a list such as 1,2), M2NAS_BENCH_SECONDS (per arm run, default 150),
-M2NAS_BENCH_STUDIES (default "watch,avdigits"), M2NAS_BENCH_ARMS (default "a,b,c,d"),
+M2NAS_BENCH_STUDIES (default "watch,avdigits"), M2NAS_BENCH_ARMS (default "a,b,c,d"), M2NAS_BENCH_FAMILY
+(arm (c)'s family, default lateconv),
 M2NAS_BENCH_OUT (a JSON file for the results), M2NAS_BENCH_STUDY_DIR (study files to use instead of studies/: variants of the shipped defaults). Targets that are missed are printed with their size;
 the test fails only when an arm crashes.
 """
@@ -55,6 +57,7 @@ SEEDS = tuple(map(int, _SEEDS.split(","))) if "," in _SEEDS else tuple(range(int
 SECONDS = float(os.environ.get("M2NAS_BENCH_SECONDS", "150"))
 STUDIES = tuple(os.environ.get("M2NAS_BENCH_STUDIES", "watch,avdigits").split(","))
 ARMS = tuple(os.environ.get("M2NAS_BENCH_ARMS", "a,b,c,d").split(","))
+FAMILY = os.environ.get("M2NAS_BENCH_FAMILY", "lateconv")  # arm (c)
 SIZES = (8 * 1024, 16 * 1024)
 FAMILY_WIDTHS = (8, 12, 16, 24, 32)
 SEARCH_SHARE = 0.6  # of an arm's budget, for the search phase of arms that have a final stage
@@ -106,14 +109,14 @@ def arm_study(name: str, arm: str, seed: int, folder: Path, seconds: float) -> P
         doc["study"]["sampler"] = "random"
     if arm == "c":
         from nas.config.study import load_study
-        from search_spaces.families import tinym2net
+        from search_spaces.families import member
 
         shapes = load_study(STUDY_DIR / f"{name}.toml").dataset_shapes()
         files = []
         for w in FAMILY_WIDTHS:
             for bits in (8, 4):
-                f = folder / f"tinym2net-w{w}-b{bits}.json"
-                f.write_text(tinym2net(shapes["modalities"], shapes["classes"], w, bits).to_json())
+                f = folder / f"{FAMILY}-w{w}-b{bits}.json"
+                f.write_text(member(FAMILY, shapes["modalities"], shapes["classes"], w, bits).to_json())
                 files.append({"file": f.name})
         doc["seed_archs"] = files
         doc["budget"] = dict(doc["budget"], trials=len(files), max_rejected=len(files))

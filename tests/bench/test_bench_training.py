@@ -1,6 +1,7 @@
 """Evidence for the training defaults (issue 14): which settings let a candidate be ranked.
 
-Run by hand: pytest -m bench -s tests/bench/test_bench_training.py   (about 15 min on 2 cores)
+Run by hand: pytest -m bench -s tests/bench/test_bench_training.py
+(about 15 min on 2 cores for parts 1 and 2; part 3 about 10 min per dataset on one thread)
 
 (1) The fixed late-fusion student of test_bench_distillation.py (W4A8, distilled from the cached
     teacher), 12 epochs as in the shipped studies, seeds 0-2, on watch and avdigits, under four
@@ -10,8 +11,12 @@ Run by hand: pytest -m bench -s tests/bench/test_bench_training.py   (about 15 m
 (2) A small study: 80 watch windows (4 classes; 32 train / 8 val / 40 test drawn per class from the
     subject-held-out splits), the `tiny` preset, 10 candidates, old vs new settings: how many
     candidates end above chance, the best validation accuracy, the test accuracy of the best.
+(3) The learning rate and the step floor, on three hand-designed members (search_spaces/families.py:
+    `lateconv` at widths 8 and 16, `tinym2net` at 16, all W4), the shipped studies' epochs (watch
+    12, avdigits 15), seeds 0-2: validation and test accuracy and seconds per run. Parametrized by
+    dataset (`-k watch`, `-k avdigits`), so the two can run side by side on one thread each.
 
-M2NAS_BENCH_SEEDS sets the seeds of both parts (default 3).
+M2NAS_BENCH_SEEDS sets the seeds of every part (default 3).
 """
 
 from __future__ import annotations
@@ -75,6 +80,16 @@ enabled = false
 """
 
 
+STUDY_EPOCHS = {"watch": 12, "avdigits": 15}
+RATE_SETTINGS = {
+    "lr 3e-3, 300-step floor (the defaults before)": dict(NEW, lr=3e-3),
+    "lr 1e-2, 300-step floor": dict(NEW, lr=1e-2),
+    "lr 1e-2, 600-step floor (the defaults now)": dict(NEW, lr=1e-2, min_steps=600),
+    "lr 2e-2, 600-step floor": dict(NEW, lr=2e-2, min_steps=600),
+}
+MEMBERS = (("lateconv", 8, 4), ("lateconv", 16, 4), ("tinym2net", 16, 4))
+
+
 def _fmt(v: list[float]) -> str:
     return f"{statistics.fmean(v):.3f} ± {statistics.stdev(v):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
 
@@ -112,6 +127,46 @@ def test_fixed_student_under_each_setting():
     print("\n| training settings | watch | avdigits |\n|---|---|---|")
     for label, r in rows.items():
         print(f"| {label} | {r['watch']} | {r['avdigits']} |")
+
+
+@pytest.mark.timeout(0)
+@pytest.mark.parametrize("name", ["watch", "avdigits"])
+def test_learning_rate_and_step_floor(name):
+    from nas.config.study import load_study
+    from nas.train import TrainConfig, evaluate_model, load_trained, train_candidate
+    from nas.train.teacher import get_teacher
+    from search_spaces.families import member
+
+    study = load_study(Path(__file__).resolve().parents[2] / "studies" / f"{name}.toml")
+    ds = study.dataset
+    cfg = study.cfg  # the shipped study's teacher, so the quality bench's cached one is reused
+    teacher = get_teacher(ds, cfg.teacher.teacher_config(cfg.training.batch_size), seed=0, threads=1)
+    shapes = study.dataset_shapes()
+    rows = []
+    for family, width, bits in MEMBERS:
+        arch = member(family, shapes["modalities"], shapes["classes"], width, bits)
+        for label, kw in RATE_SETTINGS.items():
+            vals, tests, secs = [], [], []
+            for seed in SEEDS:
+                tc = TrainConfig(epochs=STUDY_EPOCHS[name], seed=seed, threads=1, **kw)
+                t0 = time.perf_counter()
+                r = train_candidate(arch, ds, tc, teacher.train_logits)
+                secs.append(time.perf_counter() - t0)
+                vals.append(r.metrics["accuracy"])
+                tests.append(
+                    evaluate_model(load_trained(arch, r.state_dict), ds.test, threads=1)[0]["accuracy"]
+                )
+                print(
+                    f"{name} | {family} w{width} W{bits} | {label} | seed {seed}: val {vals[-1]:.3f} "
+                    f"test {tests[-1]:.3f}, {r.epochs_run}/{r.epochs_planned} epochs, {secs[-1]:.1f} s",
+                    flush=True,
+                )
+            rows.append(
+                (f"{family} w{width} W{bits}", label, _fmt(vals), _fmt(tests), statistics.fmean(secs))
+            )
+    print(f"\n{name}\n| member | settings | val | test | s per run |\n|---|---|---|---|---|")
+    for m, label, v, t, sec in rows:
+        print(f"| {m} | {label} | {v} | {t} | {sec:.1f} |")
 
 
 def small_npz(path: Path, seed: int) -> None:

@@ -29,12 +29,14 @@ def _study(tmp_path, entry: str, roomy: bool = True) -> Path:
     return path
 
 
-def test_listed_widths_and_bits_pick_those_members(tmp_path):
-    study = load_study(_study(tmp_path, 'family = "tinym2net"\nwidths = [4, 8, 1024]\nbits = [4]'))
+@pytest.mark.parametrize("name, ops", [("tinym2net", ["conv", "dwsep", "dwsep"]), ("lateconv", ["conv", "conv"])])
+def test_listed_widths_and_bits_pick_those_members(tmp_path, name, ops):
+    study = load_study(_study(tmp_path, f'family = "{name}"\nwidths = [4, 8, 1024]\nbits = [4]'))
     seeds = seed_archs(study)
     # 4 and 8 fit both roomy budgets; 1024 channels fits neither; each member once over the devices
     assert [a.used[0].blocks[0].channels for a in seeds] == [4, 8]
     assert all(a.head.weight_bits[0] == 4 and a.fused for a in seeds)
+    assert all([blk.op for blk in b.blocks] == ops for a in seeds for b in a.used)
     for a in seeds:
         assert any(evaluate(graph(a), d, study.targets[n]).fits for n, d in study.devices.items())
 
@@ -70,6 +72,7 @@ def test_default_is_the_widest_member_that_fits_at_w8_and_w4(tmp_path):
         ('family = "tinym2net"\nwidths = [0]', "widths"),
         ('family = "tinym2net"\nbits = [3]', "bits"),
         ('family = "tinym2net"\nbits = []', "bits"),
+        ('family = "resnet"', "family"),
     ],
 )
 def test_bad_member_choices_are_refused_at_load(tmp_path, entry, msg):
