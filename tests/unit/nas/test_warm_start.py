@@ -29,7 +29,9 @@ def _study(tmp_path, entry: str, roomy: bool = True) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name, ops", [("tinym2net", ["conv", "dwsep", "dwsep"]), ("lateconv", ["conv", "conv"])])
+@pytest.mark.parametrize(
+    "name, ops", [("tinym2net", ["conv", "dwsep", "dwsep"]), ("lateconv", ["conv", "conv"])]
+)
 def test_listed_widths_and_bits_pick_those_members(tmp_path, name, ops):
     study = load_study(_study(tmp_path, f'family = "{name}"\nwidths = [4, 8, 1024]\nbits = [4]'))
     seeds = seed_archs(study)
