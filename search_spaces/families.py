@@ -8,7 +8,8 @@ pooling, late concatenation, a small dense head.
 distillation and training benches: `lateconv` at width 16, 4-bit weights): per modality an 8-bit
 convolution stem and one convolution of twice the width, each followed by 2x max-pooling; late
 concatenation; a small dense head. It has no depthwise layers, so it trades flash for accuracy
-differently from `tinym2net`, and on the IMU data it is the stronger of the two at a few KB.
+differently from `tinym2net`; which of the two is better at a size depends on the data (README,
+"Training that ranks").
 
 Each family is a grid over the branch width and the weight bit-width (the stem and the classifier
 stay 8-bit, as in the paper's mixed-precision models); `scaled_to` picks the members that fit a

@@ -5,8 +5,8 @@ Run by hand (about an hour on 2 cores): pytest -m bench -s tests/bench/test_benc
 On the shipped `watch` and `avdigits` studies, for each search seed, four arms with the same
 wall-clock budget (the final stage included):
 
-(a) m2nas as shipped: TPE, multi-objective successive halving, warm start from the seed paper's
-    family, final stage (top 3 of each front, 3 seeds);
+(a) m2nas as shipped: TPE, multi-objective successive halving, the study file's warm start
+    (`[[seed_archs]]`) and final stage (`[final]`);
 (b) random sampling with the same memory rejection, every candidate trained to the end, no final
     stage, no warm start;
 (c) the hand-designed family alone: ten members of M2NAS_BENCH_FAMILY (default `lateconv`, the fixed
