@@ -76,10 +76,6 @@ def member(
     ).validate(f"{name.value} family")
 
 
-def tinym2net(inputs: dict[str, tuple[int, ...]], classes: int, width: int, bits: int) -> Arch:
-    return member(Family.TINYM2NET, inputs, classes, width, bits)
-
-
 def family(name: Family | str, inputs: dict[str, tuple[int, ...]], classes: int) -> list[Arch]:
     """Every member of a named family, smallest first."""
     name = _family(name)

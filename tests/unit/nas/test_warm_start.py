@@ -44,7 +44,7 @@ def test_listed_widths_and_bits_pick_those_members(tmp_path, name, ops):
 
 
 def test_default_is_the_widest_member_that_fits_at_w8_and_w4(tmp_path):
-    from search_spaces.families import WIDTHS, tinym2net
+    from search_spaces.families import WIDTHS, member
 
     path = _study(tmp_path, 'family = "tinym2net"', roomy=False)
     path.write_text(
@@ -58,7 +58,7 @@ def test_default_is_the_widest_member_that_fits_at_w8_and_w4(tmp_path):
     shapes = study.dataset_shapes()
     for a in seeds:
         w, b = a.used[0].blocks[0].channels, a.head.weight_bits[0]
-        wider = tinym2net(shapes["modalities"], shapes["classes"], WIDTHS[WIDTHS.index(w) + 1], b)
+        wider = member("tinym2net", shapes["modalities"], shapes["classes"], WIDTHS[WIDTHS.index(w) + 1], b)
         # some device holds this member but not the next wider one at the same bits
         assert any(
             evaluate(graph(a), d, study.targets[n]).fits
