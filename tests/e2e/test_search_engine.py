@@ -268,7 +268,9 @@ def test_worker_killed_mid_trial_is_failed_retried_and_resumed_with_exact_counts
 
 
 def test_ctrl_c_stops_cleanly_keeps_finished_trials_and_requeues_the_interrupted_one(tmp_path):
-    path = _slow_study(tmp_path, trials=2, epochs=80)
+    # enough epochs that the second candidate is still training when the signal comes (at 80 a fast
+    # one finished first once and the search exited 0); it is interrupted, so they cost no time
+    path = _slow_study(tmp_path, trials=2, epochs=400)
     proc = _start(["search", path])
     interrupted = _wait_for_training(path, finished=1, proc=proc)
     proc.send_signal(signal.SIGINT)
