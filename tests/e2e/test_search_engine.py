@@ -270,8 +270,8 @@ def test_worker_killed_mid_trial_is_failed_retried_and_resumed_with_exact_counts
 def test_ctrl_c_stops_cleanly_keeps_finished_trials_and_requeues_the_interrupted_one(tmp_path):
     # enough epochs that the second candidate is still training when the signal comes (at 80 a fast
     # one finished first once and the search exited 0); the resumed run retrains it at 4 epochs, as
-    # the study file then says, so only the first candidate pays for the 200
-    path = _slow_study(tmp_path, trials=2, epochs=200)
+    # the study file then says, so only the first candidate pays for the 400
+    path = _slow_study(tmp_path, trials=2, epochs=400)
     proc = _start(["search", path])
     interrupted = _wait_for_training(path, finished=1, proc=proc)
     proc.send_signal(signal.SIGINT)
@@ -284,7 +284,7 @@ def test_ctrl_c_stops_cleanly_keeps_finished_trials_and_requeues_the_interrupted
     stopped = next(t for t in trials if t.number == interrupted)
     queued = next(t for t in trials if t.state == optuna.trial.TrialState.WAITING)
     assert queued.system_attrs["fixed_params"] == stopped.params
-    Path(path).write_text(Path(path).read_text().replace("epochs = 200\n", "epochs = 4\n", 1))
+    Path(path).write_text(Path(path).read_text().replace("epochs = 400\n", "epochs = 4\n", 1))
     res = run_cli("search", path, "--json", timeout=600)
     assert res.code == 0, res.stderr
     trials = load_trials(path)
