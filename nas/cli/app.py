@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from rich.text import Text
 
 from memory_models.errors import InputError
 from memory_models.ops import BITS
+from nas import interrupt
 
 from .console import err, out
 
@@ -418,9 +420,15 @@ def dashboard(
         f"(artifacts {d.artifact_dir}); Ctrl-C stops it",
         soft_wrap=True,
     )
+    # served from a thread, so that the main thread only waits and takes Ctrl-C at a safe point
+    serving = threading.Thread(target=d.server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     try:
-        d.server.serve_forever(poll_interval=0.2)
+        with interrupt.stop_at_safe_points():
+            serving.start()
+            while serving.is_alive():
+                interrupt.sleep(0.5)
     except KeyboardInterrupt:
+        d.server.shutdown()
         out().print("dashboard stopped")
     finally:
         d.server.server_close()

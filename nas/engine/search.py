@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from memory_models.errors import InputError
+from nas import interrupt
 from nas.config.study import Study
 
 from .progress import Progress, SearchWatch
@@ -174,7 +175,13 @@ def run_worker(study: Study, budget: Budget, storage_url: str | None = None, wor
     evaluator = CandidateEvaluator(study, artifact_store(study.artifact_dir))
     torch_threads(study.cfg.study.threads)
     poll = max(1.0, study.cfg.study.heartbeat_s / 2)
+    with interrupt.stop_at_safe_points():
+        return _work(ostudy, evaluator, budget, poll, TrainingFailed)
+
+
+def _work(ostudy: optuna.Study, evaluator, budget: Budget, poll: float, TrainingFailed: type) -> str:
     while True:
+        interrupt.check()
         optuna.storages.fail_stale_trials(ostudy)
         trials = trials_of(ostudy)
         counts = count(trials)
@@ -191,7 +198,7 @@ def run_worker(study: Study, budget: Budget, storage_url: str | None = None, wor
             and not counts.waiting
             and budget.used(trials) + training_elsewhere >= budget.candidates
         ):
-            time.sleep(poll)
+            interrupt.sleep(poll)
             continue
         try:
             ostudy.optimize(evaluator, n_trials=1, catch=(TrainingFailed,), gc_after_trial=False)
@@ -242,11 +249,17 @@ def summarize(study: Study, trials: list) -> dict[str, Any]:
 
 def _worker_process(study_path: str, budget: Budget, storage_url: str, worker_index: int) -> None:
     """One more local worker, in its own process: it loads the study file itself (as a worker on
-    another machine would) and leaves quietly on Ctrl-C; its interrupted trial is requeued."""
+    another machine would) and leaves quietly when the starting process asks it to (SIGTERM, taken
+    at the next safe point; the terminal's Ctrl-C goes to that process only); its interrupted trial
+    is requeued."""
+    import signal
+
     from nas.config.study import load_study
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        run_worker(load_study(study_path), budget, storage_url, worker_index)
+        with interrupt.stop_at_safe_points(signal.SIGTERM):
+            run_worker(load_study(study_path), budget, storage_url, worker_index)
     except KeyboardInterrupt:
         pass
 
@@ -327,6 +340,22 @@ def run_search(
                     pass
 
         threading.Thread(target=refresh, daemon=True).start()
+    with interrupt.stop_at_safe_points():
+        why, interrupted, result_final = _search_then_final(
+            study, ostudy, budget, url, workers, watch, progress, stop_display, final, on_final
+        )
+    result = summarize(study, trials_of(ostudy))
+    result["final"] = result_final
+    result["stopped"] = why
+    if why == "failures":
+        result["failure"] = failure_message(study, trials_of(ostudy))
+    result["interrupted"] = interrupted
+    result["seconds"] = round(time.time() - started, 2)
+    return result
+
+
+def _search_then_final(study, ostudy, budget, url, workers, watch, progress, stop_display, final, on_final):
+    cfg = study.cfg
     interrupted = False
     children: list = []
     try:
@@ -334,10 +363,14 @@ def run_search(
         children = start_workers(study, budget, url, workers - 1)
         why = run_worker(study, budget, url, 0)
         for p in children:
-            p.join()
+            while p.is_alive():
+                p.join(0.2)
+                interrupt.check()
     except KeyboardInterrupt:
         interrupted = True
         why = "interrupted"
+        for p in children:
+            p.terminate()  # SIGTERM: the worker stops at its next step and requeues its trial
         for p in children:
             p.join(timeout=60)
             if p.is_alive():
@@ -356,11 +389,4 @@ def run_search(
         result_final = {d: c.to_dict() for d, c in chosen.items()}
     else:
         result_final = {}
-    result = summarize(study, trials_of(ostudy))
-    result["final"] = result_final
-    result["stopped"] = why
-    if why == "failures":
-        result["failure"] = failure_message(study, trials_of(ostudy))
-    result["interrupted"] = interrupted
-    result["seconds"] = round(time.time() - started, 2)
-    return result
+    return why, interrupted, result_final

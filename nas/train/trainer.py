@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from memory_models.errors import InputError
+from nas import interrupt
 from nas.train.augment import Augment, mix, perturb
 from nas.train.metrics import classification_metrics, metric_names
 
@@ -447,6 +448,7 @@ def _train(
         sums = [0.0, 0.0, 0.0]
         lr_now = optimizer.param_groups[0]["lr"]
         for step in range(steps_per_epoch):
+            interrupt.check()
             idx = perm[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             batch = {m: perturb(v[idx], aug, gen) for m, v in xs.items()}
             t_logp = None if teacher_logp is None else teacher_logp[idx]

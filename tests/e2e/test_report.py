@@ -323,6 +323,7 @@ def dashboard_server(smoke_study):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal gives it
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
