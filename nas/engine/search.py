@@ -167,8 +167,6 @@ def run_worker(study: Study, budget: Budget, storage_url: str | None = None, wor
     it by K-1; when only those stand between the study and its budget, this worker waits: they may
     finish, or (a killed worker) go stale, be failed by the heartbeat check and queued again, and
     then this worker trains the retry."""
-    from nas.train import TrainingFailed
-
     from .objective import CandidateEvaluator
 
     ostudy = open_study(study, storage_url, worker_index)
@@ -176,10 +174,12 @@ def run_worker(study: Study, budget: Budget, storage_url: str | None = None, wor
     torch_threads(study.cfg.study.threads)
     poll = max(1.0, study.cfg.study.heartbeat_s / 2)
     with interrupt.stop_at_safe_points():
-        return _work(ostudy, evaluator, budget, poll, TrainingFailed)
+        return _work(ostudy, evaluator, budget, poll)
 
 
-def _work(ostudy: optuna.Study, evaluator, budget: Budget, poll: float, TrainingFailed: type) -> str:
+def _work(ostudy: optuna.Study, evaluator, budget: Budget, poll: float) -> str:
+    from nas.train import TrainingFailed
+
     while True:
         interrupt.check()
         optuna.storages.fail_stale_trials(ostudy)
@@ -355,6 +355,8 @@ def run_search(
 
 
 def _search_then_final(study, ostudy, budget, url, workers, watch, progress, stop_display, final, on_final):
+    """The teacher, the workers, then the final stage; returns (why it stopped, interrupted, the
+    final choices). A Ctrl-C anywhere in it ends here, with what was finished stored."""
     cfg = study.cfg
     interrupted = False
     children: list = []
