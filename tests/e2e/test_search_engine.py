@@ -252,6 +252,15 @@ def _wait_for_training(
     raise AssertionError(f"not {training} trials training after {finished} finished: {proc.communicate()}")
 
 
+def _ctrl_c(proc: subprocess.Popen, path: str) -> list[optuna.trial.FrozenTrial]:
+    """Send the search Ctrl-C; it must exit 130 without a traceback. The trials it left."""
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    return load_trials(path)
+
+
 def test_worker_killed_mid_trial_is_failed_retried_and_resumed_with_exact_counts(tmp_path):
     path = _slow_study(tmp_path, trials=2, epochs=80)
     proc = _start(["search", path, "--json"])
@@ -282,11 +291,7 @@ def test_ctrl_c_stops_cleanly_keeps_finished_trials_and_requeues_the_interrupted
     path = _slow_study(tmp_path, trials=2, epochs=400)
     proc = _start(["search", path])
     interrupted = _wait_for_training(path, finished=1, proc=proc)[0].number
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    trials = load_trials(path)
+    trials = _ctrl_c(proc, path)
     c = count(trials)
     assert c.candidates >= 1 and c.running == 0 and c.waiting == 1
     stopped = next(t for t in trials if t.number == interrupted)
@@ -310,11 +315,7 @@ def test_two_local_workers_stop_on_ctrl_c_and_share_sqlite_without_locking_error
     Path(path).write_text(Path(path).read_text().replace("max_train_samples = 600\n", ""))
     proc = _start(["search", path, "--workers", "2"])
     training = _wait_for_training(path, finished=0, proc=proc, training=2)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr
-    trials = load_trials(path)
+    trials = _ctrl_c(proc, path)
     c = count(trials)
     assert (c.running, c.waiting, c.failed) == (0, 2, 2), c
     waiting = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
