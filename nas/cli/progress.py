@@ -261,6 +261,7 @@ def final_display(json_out: bool) -> Callable[[dict[str, Any]], None]:
         val = next((v for k, v in run.items() if k.startswith("val_")), None)
         err().print(
             f"final stage {run['done']}/{run['total']}: trial {run['trial']} seed {run['seed'] + 1}/{run['of']}"
+            + (f", fold {run['fold']}" if run.get("fold") else "")
             + ("" if val is None else f", validation {val:.4f}")
             + f" ({run['seconds']:.0f} s)",
             markup=False,

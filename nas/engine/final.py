@@ -3,10 +3,13 @@
 A search ranks candidates by one training run each, judged on a validation split that is often a
 handful of subjects: the front's best member is partly the luckiest seed. So, after the search, the
 `top_k` members of each device's front with the best validation metric are trained again at the
-full budget (no early stopping) with `seeds` fresh seeds. The device's model is the candidate with
-the best *mean* validation metric over those runs (ties to less memory); only then is the test split
-read, for that candidate alone: its test metric per seed (mean and spread) and that of the search's
-own run (the single-run figure). The exported weights are the run with the best validation metric.
+full budget (no early stopping) with `seeds` fresh seeds. A fresh seed does not make the
+validation split any larger, so with `cross_validate` run i > 0 also holds out
+another part of train + validation (`nas.data.folds`: other subjects where samples have them),
+the same fold for every finalist. The device's model is the candidate with the best *mean*
+validation metric over those runs (ties to less memory); only then is the test split read, for that
+candidate alone: its test metric per run (mean and spread) and that of the search's own run (the
+single-run figure). The exported weights are the run with the best validation metric.
 
 Results live in the study's user attributes (`StudyAttr.FINAL`, `StudyAttr.CHOICE`); weights are
 artifacts attached to the study. A rerun trains only runs that are missing, so resuming a search
@@ -19,13 +22,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from optuna.trial import FrozenTrial
 
 from nas.config.study import Study
+from nas.data.folds import fold
 from search_spaces import Arch
 
 from .record import StudyAttr, TrialRecord
@@ -35,6 +39,7 @@ from .results import pareto_front
 @dataclass(frozen=True)
 class FinalRun:
     seed: int
+    fold: int  # nas.data.folds: 0 is the dataset's own split
     val: dict[str, float]
     val_loss: float
     epochs_run: int
@@ -48,12 +53,13 @@ class Choice:
 
     trial: int
     seeds: list[int]
-    val: list[float]  # the metric per final run, in seed order
+    val: list[float]  # the metric per final run (on its own fold), in seed order
     test: list[float]
     single_run: dict[str, float]  # the search's own run: val and test metric
     export_run: int  # index into seeds/val/test of the exported weights
     weights: str  # artifact id of the exported weights
     candidates: list[dict[str, Any]]  # every finalist: trial, mean val
+    folds: list[int] = field(default_factory=list)  # each run's validation fold (nas.data.folds)
 
     @property
     def val_mean(self) -> float:
@@ -76,12 +82,22 @@ class Choice:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Choice:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 def final_seed(study_seed: int, trial_number: int, index: int) -> int:
     """A training seed no search trial used (the search trains trial n with study seed + n)."""
     return study_seed + 1_000_003 * (index + 1) + trial_number
+
+
+def run_fold(study: Study, index: int) -> int:
+    return index if study.cfg.final.cross_validate else 0
+
+
+def _stored(runs: dict, number: int, index: int, fold: int) -> dict[str, Any] | None:
+    """A stored run, unless it was trained on another fold (the study's `cross_validate` changed)."""
+    r = runs.get(str(number), {}).get(str(index))
+    return r if r is not None and r.get("fold", 0) == fold else None
 
 
 def finalists(study: Study, trials: list[FrozenTrial]) -> dict[str, list[FrozenTrial]]:
@@ -129,25 +145,36 @@ def run_final(
     teacher = TeacherLogits(study, device)
     metric = cfg.objectives.metric
     todo = [
-        (n, i) for n in sorted(needed) for i in range(cfg.final.seeds) if str(i) not in runs.get(str(n), {})
+        (n, i)
+        for n in sorted(needed)
+        for i in range(cfg.final.seeds)
+        if _stored(runs, n, i, run_fold(study, i)) is None
     ]
+    pool_logits = None
     for done, (number, index) in enumerate(todo, 1):
         t = needed[number]
         arch = Arch.from_dict(TrialRecord(t).arch, f"trial {number} arch")
         seed = final_seed(cfg.study.seed, number, index)
+        fold_no = run_fold(study, index)
+        fold_data, pool_idx = fold(data, fold_no, cfg.study.seed)
+        if teacher() is not None and pool_logits is None:
+            pool_logits = teacher.pool_logits()
         tc = cfg.training.train_config(
             epochs=cfg.budget.epochs, metric=metric, seed=seed, device=device, threads=cfg.study.threads
         )
         t0 = time.perf_counter()
         try:
-            result = train_candidate(arch, data, tc, teacher())
+            result = train_candidate(
+                arch, fold_data, tc, None if pool_logits is None else pool_logits[pool_idx]
+            )
         except TrainingFailed as e:  # that candidate cannot be chosen; the others still can
-            runs.setdefault(str(number), {})[str(index)] = {"seed": seed, "failed": str(e)}
+            runs.setdefault(str(number), {})[str(index)] = {"seed": seed, "fold": fold_no, "failed": str(e)}
             ostudy.set_user_attr(StudyAttr.FINAL, runs)
             continue
         weights = _upload_weights(store, ostudy, result.state_dict)
         run = FinalRun(
             seed,
+            fold_no,
             result.metrics,
             float(result.val_loss),
             result.epochs_run,
@@ -162,6 +189,7 @@ def run_final(
                     "trial": number,
                     "seed": index,
                     "of": cfg.final.seeds,
+                    "fold": fold_no,
                     "done": done,
                     "total": len(todo),
                     f"val_{metric}": result.metrics[metric],
@@ -175,8 +203,8 @@ def run_final(
             continue
         scored = []
         for t in ts:
-            rs = [runs[str(t.number)][str(i)] for i in range(cfg.final.seeds)]
-            if any("failed" in r for r in rs):
+            rs = [_stored(runs, t.number, i, run_fold(study, i)) for i in range(cfg.final.seeds)]
+            if any(r is None or "failed" in r for r in rs):
                 continue
             mean = statistics.fmean(r["val"][metric] for r in rs)
             fig = TrialRecord(t).figures(dev)
@@ -203,6 +231,7 @@ def run_final(
             export_run=best,
             weights=rs[best]["weights"],
             candidates=[{"trial": s[3], f"val_{metric}_mean": round(s[6], 6)} for s in scored],
+            folds=[r.get("fold", 0) for r in rs],
         )
     ostudy.set_user_attr(StudyAttr.CHOICE, {d: c.to_dict() for d, c in out.items()})
     return out

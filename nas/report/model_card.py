@@ -81,13 +81,23 @@ def render_model_card(result, study, metric: str, trial) -> str:
         L += [
             "",
             f"Final stage: trial {f['trial']} was chosen among {len(f['candidates'])} finalist(s) by its mean "
-            f"validation {metric} over {len(f['seeds'])} retraining seeds ({f['val_mean']:.4f}); only then was "
-            "the test split read.",
+            f"validation {metric} over {len(f['seeds'])} retraining seeds ({f['val_mean']:.4f})"
+            + (
+                "; runs after the first were validated on other folds of train + validation (`fold`)"
+                if any(f.get("folds", []))
+                else ""
+            )
+            + "; only then was the test split read.",
             "",
         ]
         L += _table(
             ["run", f"val {metric}", f"test {metric}"],
-            [[f"seed {s}", f"{v:.4f}", f"{t:.4f}"] for s, v, t in zip(f["seeds"], f["val"], f["test"])]
+            [
+                [f"seed {s}" + (f", fold {k}" if k else ""), f"{v:.4f}", f"{t:.4f}"]
+                for s, v, t, k in zip(
+                    f["seeds"], f["val"], f["test"], f.get("folds") or [0] * len(f["seeds"]), strict=True
+                )
+            ]
             + [
                 ["mean ± std", f"{f['val_mean']:.4f}", f"{f['test_mean']:.4f} ± {f['test_std']:.4f}"],
                 [

@@ -418,7 +418,9 @@ def build_html(study, trials, url: str, final: dict | None = None) -> tuple[str,
             single = f["single_run"].get("test")
             parts.append(
                 f"<p class='final'>Final stage: chosen among {len(f['candidates'])} finalist(s) by mean validation "
-                f"{metric} over {len(f['seeds'])} seeds ({f['val_mean']:.4f}); test {metric} "
+                f"{metric} over {len(f['seeds'])} seeds ({f['val_mean']:.4f}"
+                + (", on other folds after the first" if any(f.get("folds", [])) else "")
+                + f"); test {metric} "
                 f"<b>{f['test_mean']:.4f} ± {f['test_std']:.4f}</b> over those seeds"
                 + ("" if single is None else f" (the search's single run: {single:.4f})")
                 + ".</p>"

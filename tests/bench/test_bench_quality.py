@@ -220,7 +220,42 @@ def run_arm(name: str, arm: str, seed: int, folder: Path, seconds: float) -> dic
     result = run_search(study)
     seconds = time.perf_counter() - t0
     scored = score(study, open_study(study), result.get("final", {}))
-    return {"seconds": seconds, **scored}
+    out = {"seconds": seconds, **scored}
+    if arm == "a" and study.cfg.final.enabled:
+        out["final_other"] = final_other_folds(path)
+    return out
+
+
+def final_other_folds(path: Path) -> dict[str, Any]:
+    """(a)'s final stage again on a copy of its finished search, with `cross_validate` the other
+    way: the same finalists and seeds, the same run 0 (reused), so the two choices differ only by
+    which split runs 1.. validate on. Outside (a)'s budget."""
+    import shutil
+    import sqlite3
+
+    from nas.config.study import load_study
+    from nas.engine.final import choices, run_final
+    from nas.engine.search import open_study
+    from nas.engine.storage import artifact_store
+
+    doc = tomllib.loads(path.read_text())
+    cv = not load_study(path).cfg.final.cross_validate
+    doc["final"] = dict(doc.get("final", {}), cross_validate=cv)
+    other = path.with_name(f"{path.stem}-cv{int(cv)}.toml")
+    other.write_text(to_toml(doc))
+    with sqlite3.connect(path.with_suffix(".db")) as src, sqlite3.connect(other.with_suffix(".db")) as dst:
+        src.backup(dst)  # the write-ahead log's pages too
+    shutil.copytree(path.with_name(f"{path.stem}_artifacts"), other.with_name(f"{other.stem}_artifacts"))
+    study = load_study(other)
+    ostudy = open_study(study)
+    t0 = time.perf_counter()
+    run_final(study, ostudy, artifact_store(study.artifact_dir))
+    c = next(iter(choices(ostudy).values()), None)
+    return {
+        "cross_validate": cv,
+        "seconds": time.perf_counter() - t0,
+        **({} if c is None else {"trial": c.trial, "test_mean": c.test_mean, "test_std": c.test_std}),
+    }
 
 
 def _fmt(values: list[float]) -> str:
@@ -268,7 +303,15 @@ def test_quality(tmp_path):
                     + (
                         ""
                         if d["final"] is None
-                        else f", final {d['final']['test_mean']:.3f} ± {d['final']['test_std']:.3f}"
+                        else f", final {d['final']['test_mean']:.3f} ± {d['final']['test_std']:.3f} "
+                        f"(trial {d['final']['trial']})"
+                    )
+                    + (
+                        ""
+                        if "test_mean" not in r.get("final_other", {})
+                        else f"; cross_validate={r['final_other']['cross_validate']}: "
+                        f"{r['final_other']['test_mean']:.3f} ± {r['final_other']['test_std']:.3f} "
+                        f"(trial {r['final_other']['trial']})"
                     ),
                     flush=True,
                 )
@@ -300,6 +343,14 @@ def test_quality(tmp_path):
                     ho = next(iter(res["arms"][other][seed]["devices"].values()))["hypervolume"]
                     verdict = "met" if ha >= ho else f"MISSED by {ho - ha:.4f}"
                     print(f"target (a) >= ({other}) in HV, seed {seed}: {ha:.4f} vs {ho:.4f}: {verdict}")
+            others = [
+                r["final_other"] for r in res["arms"]["a"].values() if "test_mean" in r.get("final_other", {})
+            ]
+            if others:
+                print(
+                    f"(a)'s final stage with cross_validate={others[0]['cross_validate']} on the same searches: "
+                    f"choice test {_fmt([o['test_mean'] for o in others])}"
+                )
             for seed, r in res["arms"]["a"].items():
                 b = next(iter(r["devices"].values()))["best_at"][str(SIZES[1])]
                 gap = res["teacher"][seed] - (b["test"] if b else 0.0)

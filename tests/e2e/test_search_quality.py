@@ -21,6 +21,25 @@ def _ostudy(path: str) -> optuna.Study:
     return open_existing(path)[1]
 
 
+def _val_on_fold(study, ostudy, trial: int, run: int, fold_no: int) -> float:
+    import tempfile
+
+    from nas.data.folds import fold
+    from nas.engine.final import download_weights, stored_runs
+    from nas.engine.record import TrialRecord
+    from nas.engine.storage import artifact_store
+    from nas.train import evaluate_model, load_trained
+    from search_spaces import Arch
+
+    t = next(t for t in ostudy.get_trials(deepcopy=False) if t.number == trial)
+    r = stored_runs(ostudy)[str(trial)][str(run)]
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = download_weights(study, artifact_store(study.artifact_dir), r["weights"], Path(tmp))
+        model = load_trained(Arch.from_dict(TrialRecord(t).arch), weights)
+    data, _ = fold(study.dataset, fold_no, study.cfg.study.seed)
+    return float(evaluate_model(model, data.val)[0]["accuracy"])
+
+
 def test_final_stage_chooses_by_mean_validation_and_export_ships_that_run(smoke_study, tmp_path):
     from nas.engine.final import choices, finalists
     from nas.engine.record import TrialRecord
@@ -41,6 +60,13 @@ def test_final_stage_chooses_by_mean_validation_and_export_ships_that_run(smoke_
         # the search's own run is the single-run figure, beside the seeds' mean
         trial = next(t for t in trials if t.number == c.trial)
         assert c.single_run["val"] == TrialRecord(trial).val["accuracy"] and 0 <= c.single_run["test"] <= 1
+        # run 0 validates on the search's split, run 1 on other subjects (nas.data.folds)
+        assert c.folds == [0, 1]
+        for i, f in enumerate(c.folds):
+            val = _val_on_fold(study, ostudy, c.trial, i, f)
+            assert val == pytest.approx(c.val[i], abs=1e-9)
+            if f:  # the same weights score differently on the search's validation subjects
+                assert _val_on_fold(study, ostudy, c.trial, i, 0) != pytest.approx(val, abs=1e-9)
 
     st = json.loads(run_cli("status", smoke_study, "--json").stdout)
     assert st["final"].keys() == chosen.keys()
@@ -67,6 +93,35 @@ def test_final_stage_chooses_by_mean_validation_and_export_ships_that_run(smoke_
     assert shipped.keys() == best.keys() and all(torch.equal(shipped[k], best[k]) for k in best)
     card = (out / "MODEL_CARD.md").read_text()
     assert "Final stage" in card and "mean ± std" in card
+
+
+def test_final_runs_of_another_fold_are_trained_again_on_resume(smoke_study, tmp_path):
+    """A stored final run counts only for the fold it was validated on: turning `cross_validate`
+    off and resuming keeps run 0 (the search's own split either way) and retrains run 1."""
+    import shutil
+    import sqlite3
+
+    from nas.engine.final import choices, stored_runs
+
+    src = Path(smoke_study)
+    path = tmp_path / src.name
+    text = src.read_text()
+    assert "cross_validate = true" in text
+    path.write_text(text.replace("cross_validate = true", "cross_validate = false"))
+    with sqlite3.connect(src.with_suffix(".db")) as a, sqlite3.connect(path.with_suffix(".db")) as b:
+        a.backup(b)
+    shutil.copytree(src.with_name(f"{src.stem}_artifacts"), path.with_name(f"{path.stem}_artifacts"))
+    before = stored_runs(_ostudy(smoke_study))
+    res = run_cli("search", path, "--json")
+    assert res.code == 0, res.stderr
+    events = [json.loads(line) for line in res.stdout.splitlines()]
+    retrained = {(e["trial"], e["seed"]) for e in events if e.get("event") == "final_run"}
+    assert retrained == {(int(n), 1) for n in before}
+    after = stored_runs(_ostudy(str(path)))
+    for n, runs in before.items():
+        assert after[n]["0"] == runs["0"] and after[n]["1"]["fold"] == 0 and runs["1"]["fold"] == 1
+        assert after[n]["1"]["weights"] != runs["1"]["weights"]
+    assert all(c.folds == [0, 0] for c in choices(_ostudy(str(path))).values())
 
 
 def _study_with(folder: Path, extra: str, trials: int) -> str:
