@@ -157,16 +157,17 @@ def run_final(
         seed = final_seed(cfg.study.seed, number, index)
         fold_no = run_fold(study, index)
         fold_data, pool_idx = fold(data, fold_no, cfg.study.seed)
-        if teacher() is not None and pool_logits is None:
-            pool_logits = teacher.pool_logits()
+        logits = teacher()
+        if logits is not None and fold_no:  # the teacher's val logits only where a fold needs them
+            if pool_logits is None:
+                pool_logits = teacher.pool_logits()
+            logits = pool_logits[pool_idx]
         tc = cfg.training.train_config(
             epochs=cfg.budget.epochs, metric=metric, seed=seed, device=device, threads=cfg.study.threads
         )
         t0 = time.perf_counter()
         try:
-            result = train_candidate(
-                arch, fold_data, tc, None if pool_logits is None else pool_logits[pool_idx]
-            )
+            result = train_candidate(arch, fold_data, tc, logits)
         except TrainingFailed as e:  # that candidate cannot be chosen; the others still can
             runs.setdefault(str(number), {})[str(index)] = {"seed": seed, "fold": fold_no, "failed": str(e)}
             ostudy.set_user_attr(StudyAttr.FINAL, runs)

@@ -13,6 +13,7 @@ class TeacherLogits:
         self.study = study
         self.device = device or study.cfg.study.device
         self._logits = None
+        self._teacher = None
 
     def __call__(self, on_epoch=None):
         """The logits; `on_epoch(epoch, val_metrics)` hears the teacher's epochs if it trains now."""

@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.fixtures import copy_study
+
 pytestmark = pytest.mark.bench
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -230,9 +232,6 @@ def final_other_folds(path: Path) -> dict[str, Any]:
     """(a)'s final stage again on a copy of its finished search, with `cross_validate` the other
     way: the same finalists and seeds, the same run 0 (reused), so the two choices differ only by
     which split runs 1.. validate on. Outside (a)'s budget."""
-    import shutil
-    import sqlite3
-
     from nas.config.study import load_study
     from nas.engine.final import choices, run_final
     from nas.engine.search import open_study
@@ -242,10 +241,7 @@ def final_other_folds(path: Path) -> dict[str, Any]:
     cv = not load_study(path).cfg.final.cross_validate
     doc["final"] = dict(doc.get("final", {}), cross_validate=cv)
     other = path.with_name(f"{path.stem}-cv{int(cv)}.toml")
-    other.write_text(to_toml(doc))
-    with sqlite3.connect(path.with_suffix(".db")) as src, sqlite3.connect(other.with_suffix(".db")) as dst:
-        src.backup(dst)  # the write-ahead log's pages too
-    shutil.copytree(path.with_name(f"{path.stem}_artifacts"), other.with_name(f"{other.stem}_artifacts"))
+    copy_study(path, other, to_toml(doc))
     study = load_study(other)
     ostudy = open_study(study)
     t0 = time.perf_counter()

@@ -144,7 +144,9 @@ def test_without_a_terminal_each_teacher_epoch_and_each_finished_candidate_is_on
     final = [
         ln
         for ln in log[last + 1 :]
-        if re.match(r"^final stage \d+/\d+: trial \d+ seed [12]/2(, fold 1)?, validation 0\.\d{4} \(\d+ s\)$", ln)
+        if re.match(
+            r"^final stage \d+/\d+: trial \d+ seed [12]/2(, fold 1)?, validation 0\.\d{4} \(\d+ s\)$", ln
+        )
     ]
     assert final and len(final) == len(log[last + 1 :]), log[last + 1 :]
     assert res.stdout.startswith("done (budget) in ")

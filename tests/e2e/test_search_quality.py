@@ -12,7 +12,7 @@ import optuna
 import pytest
 import torch
 
-from tests.fixtures import run_cli, run_cli_here, write_smoke_study
+from tests.fixtures import copy_study, run_cli, run_cli_here, write_smoke_study
 
 
 def _ostudy(path: str) -> optuna.Study:
@@ -98,19 +98,13 @@ def test_final_stage_chooses_by_mean_validation_and_export_ships_that_run(smoke_
 def test_final_runs_of_another_fold_are_trained_again_on_resume(smoke_study, tmp_path):
     """A stored final run counts only for the fold it was validated on: turning `cross_validate`
     off and resuming keeps run 0 (the search's own split either way) and retrains run 1."""
-    import shutil
-    import sqlite3
-
     from nas.engine.final import choices, stored_runs
 
     src = Path(smoke_study)
     path = tmp_path / src.name
     text = src.read_text()
     assert "cross_validate = true" in text
-    path.write_text(text.replace("cross_validate = true", "cross_validate = false"))
-    with sqlite3.connect(src.with_suffix(".db")) as a, sqlite3.connect(path.with_suffix(".db")) as b:
-        a.backup(b)
-    shutil.copytree(src.with_name(f"{src.stem}_artifacts"), path.with_name(f"{path.stem}_artifacts"))
+    copy_study(src, path, text.replace("cross_validate = true", "cross_validate = false"))
     before = stored_runs(_ostudy(smoke_study))
     res = run_cli("search", path, "--json")
     assert res.code == 0, res.stderr

@@ -11,6 +11,11 @@ from nas.data.base import Split
 from nas.data.folds import fold, fold_indices
 
 
+def _assert_partition(tr, va, train, val):
+    """The two parts are train + validation, each sample once."""
+    assert np.array_equal(np.sort(np.concatenate([tr, va])), np.arange(len(train) + len(val)))
+
+
 def _split(y, groups):
     y = np.asarray(y, np.int64)
     x = {"a": np.arange(len(y), dtype=np.float32)[:, None, None]}  # each sample's own index
@@ -39,8 +44,7 @@ def test_grouped_folds_hold_out_whole_subjects_as_many_as_validation(parts, inde
     train, val = parts
     tr, va = fold_indices(train, val, index, seed)
     pool_groups = np.concatenate([train.groups, val.groups])
-    # a partition of train + validation
-    assert np.array_equal(np.sort(np.concatenate([tr, va])), np.arange(len(train) + len(val)))
+    _assert_partition(tr, va, train, val)
     # whole subjects: none on both sides
     assert not set(pool_groups[tr]) & set(pool_groups[va])
     if index == 0:
@@ -67,7 +71,7 @@ def test_ungrouped_folds_take_validation_class_counts_from_train(parts, index, s
     train, val = parts
     tr, va = fold_indices(train, val, index, seed)
     pool_y = np.concatenate([train.y, val.y])
-    assert np.array_equal(np.sort(np.concatenate([tr, va])), np.arange(len(train) + len(val)))
+    _assert_partition(tr, va, train, val)
     assert np.all(va < len(train))
     for c in range(pool_y.max() + 1):
         want = min(int(np.sum(val.y == c)), int(np.sum(train.y == c)))
