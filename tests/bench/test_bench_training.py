@@ -11,8 +11,10 @@ Run by hand: pytest -m bench -s tests/bench/test_bench_training.py
 (2) A small study: 80 watch windows (4 classes; 32 train / 8 val / 40 test drawn per class from the
     subject-held-out splits), the `tiny` preset, 10 candidates, the settings before issue 14 (lr
     3e-3, patience 4 on validation accuracy, no floor, no warm-up or augmentation) vs the study
-    defaults: how many candidates end above chance, the best validation accuracy, the test accuracy
-    of the best; next to it, the test accuracy of a logistic regression on per-channel mean and std.
+    defaults, and the defaults with the final stage on (as a user's study has it; top_k 3, seeds 3):
+    how many candidates end above chance, the best validation accuracy, the test accuracy of the
+    validation-best single run and of the final stage's choice (mean +- std over its seeds); next
+    to it, the test accuracy of a logistic regression on per-channel mean and std.
 (3) The learning rate and the step floor, on three hand-designed members (search_spaces/families.py:
     `lateconv` at widths 8 and 16, `tinym2net` at 16, all W4), the shipped studies' epochs (watch
     12, avdigits 15), seeds 0-2: validation and test accuracy and seconds per run. Parametrized by
@@ -79,7 +81,7 @@ epochs = 12
 [training]
 {training}
 [final]
-enabled = false
+enabled = {final}
 """
 
 
@@ -208,24 +210,29 @@ def test_small_study_old_and_new_settings(tmp_path):
     from nas.config.study import load_study
     from nas.engine.results import count
     from nas.engine.search import open_study, run_search
-    from nas.export.trial import load_trial_model, pick_trial
+    from nas.export.trial import final_choice, load_trial_model, pick_trial
     from nas.train import evaluate_model
 
     print()
     for seed in SEEDS:
-        for tag, training in (("old", OLD_TRAINING), ("new", "")):
-            folder = tmp_path / f"{tag}-{seed}"
+        for tag, training, final in (
+            ("old", OLD_TRAINING, "false"),
+            ("new", "", "false"),
+            ("new + final stage", "", "true"),
+        ):
+            folder = tmp_path / f"{tag.replace(' ', '_')}-{seed}"
             folder.mkdir()
             small_npz(folder / "small.npz", seed)
             if tag == "old":
                 print(
                     f"small seed {seed} baseline: {mean_std_baseline(folder / 'small.npz'):.3f}", flush=True
                 )
-            (folder / "small.toml").write_text(SMALL_STUDY.format(seed=seed, training=training))
+            (folder / "small.toml").write_text(SMALL_STUDY.format(seed=seed, training=training, final=final))
             study = load_study(folder / "small.toml")
             t0 = time.perf_counter()
             run_search(study)
-            trials = open_study(study).get_trials(deepcopy=False)
+            ostudy = open_study(study)
+            trials = ostudy.get_trials(deepcopy=False)
             c = count(trials)
             vals = sorted(
                 (t.user_attrs["val"]["accuracy"] for t in trials if "val" in t.user_attrs), reverse=True
@@ -237,6 +244,16 @@ def test_small_study_old_and_new_settings(tmp_path):
             print(
                 f"small seed {seed} {tag}: {time.perf_counter() - t0:.0f} s; {c.trained} trained, "
                 f"{c.no_signal} no signal, {c.stopped_early} stopped early; best val {vals[0]:.3f}; "
-                f"test of the best {'-' if test is None else f'{test:.3f}'}",
+                f"test of the best {'-' if test is None else f'{test:.3f}'}"
+                + _final_line(final_choice(ostudy, "stm32f446re")),
                 flush=True,
             )
+
+
+def _final_line(choice) -> str:
+    if choice is None:
+        return ""
+    return (
+        f"; final stage's choice: trial {choice.trial}, validation {_fmt(choice.val)}, "
+        f"test {_fmt(choice.test)} over its {len(choice.test)} seeds"
+    )
