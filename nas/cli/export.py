@@ -27,6 +27,20 @@ def parity_line(parity: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
+def c_checks_line(checks: dict[str, Any]) -> str:
+    """The C builds against the integer reference (test_logits.bin), and how far PyTorch is from it."""
+    builds = checks["builds"]
+    n = builds[0]["samples"] if builds else 0
+    names = ", ".join(b["build"] for b in builds)
+    t, p = checks["trace"], checks["pytorch"]
+    return (
+        f"  C reproduces test_logits.bin (the integer reference) exactly on all {n:,} test samples: {names}; "
+        f"arena trace clean on {t['samples']} samples. PyTorch differs from it on {p['differing']:,} samples "
+        f"(max {p['max_lsb']} LSB, top-1 agreement {100 * p['top1_agreement']:.2f}%, test accuracy "
+        f"{p['accuracy']:.4f} vs {p['reference_accuracy']:.4f})"
+    )
+
+
 def export_command(
     study_file: Path,
     device: str | None,
@@ -109,6 +123,8 @@ def export_command(
             out().print(
                 f"  C not run on emulated Cortex-M cores: {m['reason']}", markup=False, soft_wrap=True
             )
+        if r.c_checks:
+            out().print(c_checks_line(r.c_checks), markup=False, soft_wrap=True)
         if not r.onnx_report_matches:
             err().print(
                 f"m2nas: warning: {d}: `m2nas memory model.onnx` figures differ from the search-time report",

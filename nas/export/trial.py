@@ -35,7 +35,7 @@ from memory_models import MemoryReport, evaluate
 from memory_models.errors import InputError
 
 from .onnx import export_qcdq
-from .parity import AS_WRITTEN, INTEGER_RUNTIME, ExportCheckFailed, compare, require
+from .parity import AS_WRITTEN, INTEGER_RUNTIME, ExportCheckFailed, compare, onnxruntime_logits, require
 from .qonnx import export_qonnx_file
 
 PROFILE_SAMPLES = 64  # test samples of the per-op profiling run on each emulated core
@@ -62,6 +62,7 @@ class ExportResult:
     final: dict[str, Any] | None = None  # the final stage's Choice (runs over seeds), if any
     files: list[str] = field(default_factory=list)
     measured: dict[str, Any] | None = None  # the C model on emulated Cortex-M cores (export --c)
+    c_checks: dict[str, Any] | None = None  # every C build against the integer reference (export --c)
     seconds: float = 0.0
 
     @property
@@ -84,6 +85,7 @@ class ExportResult:
             "finetune": self.finetune,
             "final": self.final,
             "measured": _measured_summary(self.measured),
+            "c_checks": self.c_checks,
             "files": self.files,
             "seconds": round(self.seconds, 2),
         }
@@ -238,7 +240,7 @@ def output_lsb(model) -> float:
 
 def check_parity(model, onnx_path: Path, qonnx_path: Path, xs: list[np.ndarray]) -> dict[str, Any]:
     """Both files against PyTorch on `xs` (see nas.export.parity); raises ExportCheckFailed on the first failure."""
-    from .parity import onnxruntime_logits, qonnx_logits
+    from .parity import qonnx_logits
 
     ref, lsb = _torch_logits(model, xs), output_lsb(model)
 
@@ -432,9 +434,10 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
 
 
 def write_c(result: ExportResult) -> None:
-    """model.h / model.c through nas.export.c (issue 8), the test split's golden vectors, and --
-    where the Arm toolchain and QEMU are installed -- the measured cost on emulated Cortex-M cores,
-    into memory.json (issue 15)."""
+    """model.h / model.c through nas.export.c, the test split's golden vectors (the integer
+    reference's logits), every build checked against them (`check_c`), and -- where the Arm
+    toolchain and QEMU are installed -- the measured cost on emulated Cortex-M cores, into
+    memory.json."""
     from nas.export.c import write_c_model
 
     before = set(p.name for p in result.out_dir.iterdir())
@@ -442,11 +445,48 @@ def write_c(result: ExportResult) -> None:
         result.model, result.arch, result.report, result.dataset, result.out_dir, golden=result.dataset.test.x
     )
     result.measured = measure_c(result, info)
+    result.c_checks = check_c(result, info)
     mem_path = result.out_dir / "memory.json"
     mem = json.loads(mem_path.read_text())
     mem["measured"] = result.measured
     mem_path.write_text(json.dumps(mem, indent=1) + "\n")
     result.files += sorted(p.name for p in result.out_dir.iterdir() if p.name not in before)
+
+
+def check_c(result: ExportResult, info: dict[str, Any]) -> dict[str, Any]:
+    """The C against the integer reference on the whole test split, exactly: the host builds a user
+    makes (-O2, -Os), the emulated cores (when measured) and the step-by-step arena trace. A build
+    that differs renames model.c / model.h to *.failed and raises ExportCheckFailed naming the first
+    differing sample. PyTorch and the ONNX file as written are compared with the reference and
+    reported (their float requantization may round a tie the other way)."""
+    from nas.export.c import reference, verify
+    from nas.export.c.harness import quantize_inputs, torch_int_logits
+
+    out, prog, test = result.out_dir, info["program"], result.dataset.test
+    classes = len(prog.output["classes"])
+    ref = np.fromfile(out / "test_logits.bin", dtype=np.int8).reshape(-1, classes).astype(np.int64)
+    with tempfile.TemporaryDirectory() as tmp:
+        builds = verify.host_builds(out, prog, out / "test_inputs.bin", ref, Path(tmp))
+        trace = verify.trace_check(out, prog, quantize_inputs(result.model, test.x), Path(tmp) / "trace")
+    m = result.measured or {}
+    for c in (m.get("cores") or {}).values():
+        builds.append(verify.BuildCheck(f"emulated {c['cpu']}", c.pop("_reference")))
+    checks = {
+        "builds": [b.to_dict() for b in builds],
+        "trace": {"samples": min(verify.TRACE_SAMPLES, len(test)), "problem": trace},
+        "pytorch": reference.compare_logits(torch_int_logits(result.model, test.x), ref, test.y),
+    }
+    if (out / "model.onnx").is_file():  # written by the export before the C
+        onnx = onnxruntime_logits(out / "model.onnx", _inputs(result.model, test.x), False)
+        grid = np.rint(onnx / output_lsb(result.model)).astype(np.int64)
+        checks["onnx_as_written"] = reference.compare_logits(grid, ref, test.y)
+    failed = [b for b in builds if not b.passed]
+    if failed or trace is not None:
+        for name in ("model.c", "model.h"):
+            (out / name).replace(out / f"{name}.failed")
+        why = failed[0].describe() if failed else f"arena trace: {trace}"
+        raise ExportCheckFailed(f"{out / 'model.c.failed'}: the C does not reproduce test_logits.bin: {why}")
+    return checks
 
 
 def measure_c(result: ExportResult, info: dict[str, Any]) -> dict[str, Any]:
@@ -456,6 +496,7 @@ def measure_c(result: ExportResult, info: dict[str, Any]) -> dict[str, Any]:
     The plain build runs every test sample on each core (the logits check); the profiling build, whose
     per-step timer reads are only there to split the count, the first PROFILE_SAMPLES."""
     from nas.export.c import cortexm
+    from nas.export.c.reference import compare_logits
 
     why = cortexm.missing()
     if why is not None:
@@ -475,6 +516,7 @@ def measure_c(result: ExportResult, info: dict[str, Any]) -> dict[str, Any]:
     macs = result.report.macs
     for c in measured["cores"].values():
         logits = c.pop("_logits")
+        c["_reference"] = compare_logits(logits, expected)
         c["identical_logits"] = int((logits == expected).all(1).sum())
         c["instructions_per_mac"] = round(c["instructions_per_inference"] / max(macs, 1), 3)
     size = cortexm.object_size(out, "m4", "-Os")

@@ -195,6 +195,8 @@ def render_model_card(result, study, metric: str, trial) -> str:
             f"{c['max_abs']:.3g} | {100 * c['identical']:.1f}% | {100 * c['top1_agreement']:.2f}% | {c['bound']} |"
         )
 
+    L += _c_check_lines(result)
+
     feeds = ", ".join(f'"{m}": x_{m}' for m in used)
     shapes = "; ".join(
         f"x_{m}: float32 (N, {', '.join(map(str, b.input_shape))})" for m, b in zip(used, arch.used)
@@ -276,6 +278,40 @@ def _measured_lines(result) -> list[str]:
             f"- Stack of an inference, outside the arena (the measured -O2 build; painted-stack high-water "
             f"mark): {', '.join(stacks)}."
         )
+    return L
+
+
+def _c_check_lines(result) -> list[str]:
+    """The C builds against the integer reference (export --c), and PyTorch / ONNX against it."""
+    c = getattr(result, "c_checks", None)
+    if not c:
+        return []
+    L = [
+        "",
+        "### The C against its integer reference",
+        "",
+        "`test_logits.bin` is the output of the integer reference (`nas.export.c.reference`: the lowered "
+        "program's kernels, constants and rounding in numpy). Every build must reproduce it exactly, "
+        "or the export fails. PyTorch and `model.onnx` requantize in float32, so a value within float "
+        "rounding of a half step may round the other way there: reported, not required.",
+        "",
+        "| build or runtime | samples | differing from the reference | max LSB | top-1 agreement |",
+        "|---|---|---|---|---|",
+    ]
+    rows = [(b["build"], b) for b in c["builds"]] + [("PyTorch (Brevitas)", c["pytorch"])]
+    if "onnx_as_written" in c:
+        rows.append(("`model.onnx` as written (onnxruntime)", c["onnx_as_written"]))
+    for name, r in rows:
+        L.append(
+            f"| {name} | {r['samples']:,} | {r['differing']:,} | {r['max_lsb']} | {100 * r['top1_agreement']:.2f}% |"
+        )
+    t, p = c["trace"], c["pytorch"]
+    L += [
+        "",
+        f"- Arena trace (a debug build, {t['samples']} samples, the arena filled with a canary before each): every "
+        "step wrote only its planned outputs and scratch and produced the reference's values.",
+        f"- Test accuracy: the integer reference {p['reference_accuracy']:.4f}, PyTorch {p['accuracy']:.4f}.",
+    ]
     return L
 
 

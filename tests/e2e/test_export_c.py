@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 import torch
@@ -39,7 +40,7 @@ def test_m2nas_export_c_runs_the_test_split_in_the_planned_arena(smoke_study, tm
     assert f"{memory['arena_bytes']}" in (out / "model.h").read_text()
     assert f"`M2NAS_ARENA_SIZE` = {memory['arena_bytes']:,} B" in (out / "MODEL_CARD.md").read_text()
     exe = tmp_path / "harness"
-    proc = compile_harness(out, exe)
+    proc = compile_harness(out, exe)  # the strict build: -O2 with AddressSanitizer and UBSan
     assert proc.returncode == 0, proc.stderr
     from nas.data import load_dataset
 
@@ -47,19 +48,44 @@ def test_m2nas_export_c_runs_the_test_split_in_the_planned_arena(smoke_study, tm
     n = write_inputs(model, test.x, tmp_path / "in.bin")
     run, logits = run_harness(exe, tmp_path / "in.bin", tmp_path / "out.bin", arch.classes)
     assert logits is not None, run.stderr
-    expected = torch_int_logits(model, test.x)
-    agree = float((logits.argmax(1) == expected.argmax(1)).mean())
+    torch_logits = torch_int_logits(model, test.x)
+    agree = float((logits.argmax(1) == torch_logits.argmax(1)).mean())
     acc_c = float((logits.argmax(1) == test.y).mean())
     summary = json.loads((out / "export.json").read_text())
     assert n == len(test.y) and agree >= 0.99
     assert abs(acc_c - summary["test"]["accuracy"]) <= 0.005
-    # Golden vectors: the test split as the harness reads it, and PyTorch's int8 logits for it.
+    # Golden vectors: the test split as the harness reads it, and the integer reference's logits,
+    # which every build reproduces byte for byte -- step 1 of the export's README, as a user runs it.
     import numpy as np
 
     assert (out / "test_inputs.bin").read_bytes() == (tmp_path / "in.bin").read_bytes()
-    gold = np.fromfile(out / "test_logits.bin", dtype=np.int8).reshape(-1, arch.classes)
-    assert (gold == expected).all()
-    assert "test_inputs.bin" in (out / "README.md").read_text()
+    assert (out / "test_logits.bin").read_bytes() == (tmp_path / "out.bin").read_bytes()
+    readme = (out / "README.md").read_text()
+    readme_build = [
+        "gcc",
+        "-std=c99",
+        "-O2",
+        "-Wall",
+        "-Wextra",
+        "-Werror",
+        "model.c",
+        "harness.c",
+        "-o",
+        "model",
+    ]
+    assert " ".join(readme_build) in readme
+    subprocess.run(readme_build, cwd=out, check=True)
+    subprocess.run(["./model", "test_inputs.bin", "out.bin"], cwd=out, check=True)
+    assert subprocess.run(["cmp", "out.bin", "test_logits.bin"], cwd=out).returncode == 0
+    checks = summary["c_checks"]
+    assert {b["build"] for b in checks["builds"]} >= {"host gcc -O2", "host gcc -Os"}
+    assert all(b["passed"] and b["differing"] == 0 and b["samples"] == n for b in checks["builds"])
+    assert checks["trace"]["problem"] is None
+    gold = np.fromfile(out / "test_logits.bin", dtype=np.int8).reshape(-1, arch.classes).astype(np.int64)
+    vs_torch = checks["pytorch"]
+    assert vs_torch["differing"] == int((gold != torch_logits).any(1).sum())
+    assert vs_torch["top1_agreement"] >= 0.99
+    assert "reproduces test_logits.bin" in res.stdout and "PyTorch differs from it on" in res.stdout
     # The measured cost on the emulated cores, labelled as instructions (issue 15).
     from nas.export.c import cortexm
 
@@ -69,13 +95,44 @@ def test_m2nas_export_c_runs_the_test_split_in_the_planned_arena(smoke_study, tm
         return
     m = memory["measured"]
     assert set(m["cores"]) == {"m4", "m7"} and "instructions" in m["method"]
-    same_on_host = int((logits == expected).all(1).sum())  # the emulated cores compute what the host does
+    assert {b["build"] for b in checks["builds"]} == {"host gcc -O2", "host gcc -Os"} | {
+        f"emulated {c['cpu']}" for c in m["cores"].values()
+    }
     for c in m["cores"].values():
-        assert c["samples"] == n and c["identical_logits"] == same_on_host >= 0.99 * n
+        assert c["samples"] == n and c["identical_logits"] == n
         assert c["instructions_per_inference"] > memory["macs"]
         assert len(c["per_op"]) == len(memory["schedule"])
     assert m["model_o_m4_Os"]["bss"] == memory["arena_bytes"]
     card = (out / "MODEL_CARD.md").read_text()
     assert "instructions executed, not cycles" in card
     assert f"{m['cores']['m4']['instructions_per_inference']:,}" in card
-    assert "instructions per inference" in res.stdout
+
+
+def test_a_c_build_that_differs_from_the_reference_fails_the_export(smoke_study, tmp_path, monkeypatch):
+    """A build whose logits differ from test_logits.bin on one sample fails the export: exit 1, one
+    line naming the sample, and model.c / model.h renamed *.failed so nobody ships them. (Here the
+    golden vectors are made to disagree on sample 3; the C is what it always is.)"""
+    import numpy as np
+
+    from nas.export.c import reference
+    from tests.fixtures import run_cli_here
+
+    real = reference.logits
+
+    def off_by_one(*args, **kwargs):
+        out = real(*args, **kwargs).copy()
+        out[3, 0] += 1 if out[3, 0] < 127 else -1
+        return out
+
+    monkeypatch.setattr(reference, "logits", off_by_one)
+    out = tmp_path / "c"
+    res = run_cli_here("export", smoke_study, "--device", DEVICE, "--c", "--out", out)
+    assert res.code == 1, (res.stdout, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "model.c.failed" in lines[0] and "differ from the integer reference on 1 / " in lines[0]
+    assert "first: sample 3, max 1 LSB" in lines[0]
+    assert (out / "model.c.failed").is_file() and (out / "model.h.failed").is_file()
+    assert not (out / "model.c").exists() and not (out / "model.h").exists()
+    assert not (out / "export.json").exists()
+    assert np.fromfile(out / "test_logits.bin", dtype=np.int8).size > 0

@@ -45,9 +45,12 @@ _README_GOLDEN = """
 
 `test_inputs.bin` holds the {n} samples of the test split, already quantized, in the harness's
 input format ({total} int8 values per sample: each input's tensor in turn, in `model.h`'s order);
-`test_logits.bin` holds the int8 logits the PyTorch (Brevitas) model gives for them ({classes} per
-sample). The generated code is integer-only, so a correct port reproduces them *exactly*, on any
-compiler and core:
+`test_logits.bin` holds the int8 logits of the integer reference of this program
+(`nas.export.c.reference`: the same kernels, constants and rounding, run in numpy), {classes} per
+sample. `m2nas export` built `model.c` with `-O2` and with `-Os` on the host (and, where the Arm
+toolchain and QEMU are installed, for emulated Cortex-M4 and M7 cores) and checked that every build
+gives these bytes exactly on every sample; it refuses to write a `model.c` that does not. The code is
+integer-only, so a correct port reproduces them *exactly*, on any compiler and core:
 
 1. On the host first: `./model test_inputs.bin out.bin && cmp out.bin test_logits.bin`.
 2. On the board: for each sample `i`, pass the `{total}` bytes at offset `i * {total}` of
@@ -56,9 +59,15 @@ compiler and core:
    has no file system, put a few samples of both files in a `const int8_t` array (e.g. `xxd -i`), or
    stream them over a UART or a debugger's semihosting, as the emulated-core check of m2nas does
    (`nas/export/c/cortexm/main.c`).
-3. Any difference, even one logit by one step, is a bug of the port (a tensor moved out of its
-   planned place, `M2NAS_ARENA_SIZE` too small, a changed constant): the arithmetic is integer
-   only and leaves no room for rounding differences. Report the first sample that differs.
+3. Any difference, even one logit by one step, is a bug of the port or of its compiler (a tensor
+   moved out of its planned place, `M2NAS_ARENA_SIZE` too small, a changed constant, a miscompiled
+   kernel): the arithmetic is integer only and leaves no room for rounding differences. Report the
+   first sample that differs.
+
+What is *not* reproduced bit for bit: the PyTorch (Brevitas) model and `model.onnx` requantize in
+float32 (`round(acc * s_in * s_w / s_out)`), the C with a 31-bit fixed-point multiplier; where a value
+lands within float rounding of a half step the two round it differently, by one step of one logit.
+`export.json` (`c_checks`) counts those samples, their largest difference and the top-1 agreement.
 """
 
 
@@ -83,7 +92,7 @@ def write_c_model(model, arch, report, dataset, out_dir, golden=None) -> dict[st
     readme = out / "README.md"
     total = sum(d["size"] for d in prog.inputs)
     classes = len(prog.output["classes"])
-    gold = write_golden(model, golden, out) if golden is not None else None
+    gold = write_golden(model, prog, golden, out) if golden is not None else None
     readme.write_text(
         _README.format(
             params=", ".join(d["ident"] for d in prog.inputs),
@@ -110,4 +119,5 @@ def write_c_model(model, arch, report, dataset, out_dir, golden=None) -> dict[st
         "schedule": prog.schedule,
         "steps": prog.steps,
         "golden": gold,
+        "program": prog,
     }

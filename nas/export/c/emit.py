@@ -24,13 +24,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from memory_models.errors import InputError
 from memory_models.ops import BITS, GroupOp
 
 from .kernels import kernel_source
-from .packing import c_array, c_bytes, c_ident, fixed_point, pack, requant_mode, shared_shift
+from .packing import c_array, c_bytes, c_ident, fixed_point, pack, requant_mode, shared_shift, unpack
+from .reference import Call
 
 _WEIGHTED = GroupOp.WEIGHTED
 _SUPPORTED = GroupOp.C_SUPPORTED
@@ -51,6 +53,17 @@ class QInfo:
         return float(self.scale_t)
 
 
+@dataclass(frozen=True)
+class TensorAt:
+    """A tensor's place in the arena: `numel` elements of `bits` from byte `offset`."""
+
+    name: str
+    offset: int
+    bits: int
+    signed: bool
+    numel: int
+
+
 @dataclass
 class CProgram:
     header: str
@@ -64,6 +77,13 @@ class CProgram:
     inputs: list[dict[str, Any]]
     output: dict[str, Any]
     steps: list[dict[str, Any]] = field(default_factory=list)
+    # The integer program the C runs, call for call (the loads, then the schedule): nas.export.c.reference.
+    calls: list[Call] = field(default_factory=list)
+    output_tensor: str = ""
+    # Arena bytes each scheduled step may write (its outputs and scratch): (offset, size) pairs.
+    step_writes: list[list[tuple[int, int]]] = field(default_factory=list)
+    step_outputs: list[list[TensorAt]] = field(default_factory=list)  # where each step's outputs sit
+    input_regions: list[tuple[int, int]] = field(default_factory=list)
 
 
 def act_quantizer(module):
@@ -113,6 +133,10 @@ class _Lowering:
         self.weight_arrays: dict[str, int] = {}
         self.const_bytes = {"weights": 0, "biases": 0, "requant": 0, "luts": 0}
         self.steps: list[dict[str, Any]] = []
+        self.calls: list[Call] = []  # of the op being lowered; lower() files them by op
+        self.scheduled_calls: list[Call] = []
+        self.step_writes: list[list[tuple[int, int]]] = []
+        self.step_outputs: list[list[TensorAt]] = []
 
     # ---- helpers -----------------------------------------------------------------------------
     def module(self, path: str, op=None):
@@ -150,6 +174,20 @@ class _Lowering:
             return c, sp[0], sp[1]
         raise InputError(f"C export: unsupported tensor rank {len(shape)} (shape {list(shape)})")
 
+    def region(self, buffer: int) -> tuple[int, int]:
+        return self.plan.offset[buffer], self.plan.size[buffer]
+
+    def tensor_at(self, t: str) -> TensorAt:
+        qi = self.q[t]
+        return TensorAt(
+            t, self.plan.offset[self.bufs.tensor_info[t][0]], qi.bits, qi.signed, self.g.tensors[t].numel
+        )
+
+    def call(self, fn: str, inputs: list[str], output: str, /, **params) -> None:
+        """Record the kernel call just emitted, for the integer reference (`params`: its constants)."""
+        params.setdefault("out_shape", tuple(self.g.tensors[output].shape))
+        self.calls.append(Call(fn, list(inputs), output, params))
+
     # ---- ops ---------------------------------------------------------------------------------
     def lower(self) -> None:
         g = self.g
@@ -162,15 +200,21 @@ class _Lowering:
             self.q[name] = qi
         # Quantization info follows the graph order (producers first); code follows the schedule.
         emitted: dict[int, list[str]] = {}
+        calls: dict[int, list[Call]] = {}
         for i, op in enumerate(g.ops):
             if op.kind not in _SUPPORTED:
                 raise InputError(f"C export: unsupported operator {op.kind} ({op.name})")
             start = len(self.body)
+            self.calls = []
             self.lower_op(i, op)
             emitted[i] = self.body[start:]
+            calls[i] = self.calls
             del self.body[start:]
         for step, i in enumerate(self.report.schedule_.order):
             op = g.ops[i]
+            self.scheduled_calls.extend(calls[i])
+            self.step_writes.append([self.region(b) for b in self.bufs.op_new[i]])
+            self.step_outputs.append([self.tensor_at(t) for t in op.outputs])
             self.body.append(f"    /* step {step}: {op.name} ({op.kind}) */")
             self.body.append(f"    M2NAS_OP_HOOK({step});")
             self.body.extend(emitted[i])
@@ -197,6 +241,7 @@ class _Lowering:
             if self.bufs.tensor_info[x][0] != self.bufs.tensor_info[y][0]:
                 raise InputError(f"C export: view {op.name} does not share its input's buffer")
             self.q[y] = self.q[x]
+            self.call("view", [x], y)
             self.body.append("    /* view: shares its input's bytes */")
             return
         if kind.startswith("maxpool"):
@@ -284,9 +329,32 @@ class _Lowering:
         xarg = f"{self.ptr(x)}, {xi.bits}, {int(xi.signed)}"
         if groups_of(op) == 1:
             self.dense_bits.add(wbits)
+        ref = {
+            "bias": b_int.to(torch.int64).numpy().copy(),
+            "mult": np.array(mults, dtype=np.int64),
+            "shift": np.array(shifts, dtype=np.int64),
+            "lo": lo,
+            "hi": hi,
+            "lut": None if lut == "NULL" else np.array(table, dtype=np.int64),
+            "lut_lo": lut_lo,
+        }
+        w_ref = unpack(data, wbits, w_int.numel(), signed=True)
         if op.kind == "linear":
             if len(xs) != 1:
                 raise InputError(f"C export: linear {op.name} needs a vector input, got shape {list(xs)}")
+            self.call(
+                "conv",
+                [x],
+                y,
+                in_grid=(xs[0], 1, 1),
+                out_grid=(1, 1),
+                kernel=(1, 1),
+                stride=(1, 1),
+                pad=(0, 0),
+                groups=1,
+                weights=w_ref.reshape(cout, xs[0], 1, 1),
+                **ref,
+            )
             self.kernels.add("pwconv")
             self.body.append(
                 f"    m2_pwconv({xarg}, {xs[0]}, 1, {self.ptr(y)}, {yi.bits}, {cout}, {common_w}, {lut}, {lut_lo}, {mode});"
@@ -309,6 +377,19 @@ class _Lowering:
         if (ih + 2 * ph - kh) // sh + 1 != oh or (iw + 2 * pw - kw) // sw + 1 != ow:
             raise InputError(f"C export: {op.name}: output grid does not match kernel / stride / padding")
         geo = f"{kh}, {kw}, {sh}, {sw}, {ph}, {pw}"
+        self.call(
+            "conv",
+            [x],
+            y,
+            in_grid=(cin, ih, iw),
+            out_grid=(oh, ow),
+            kernel=(kh, kw),
+            stride=(sh, sw),
+            pad=(ph, pw),
+            groups=groups,
+            weights=w_ref.reshape(cout, cin // groups, kh, kw),
+            **ref,
+        )
         scratch = self.buf_index.get(f"{op.name}.scratch")
         if groups == 1 and kh == kw == 1 and sh == sw == 1 and ph == pw == 0 and scratch is None:
             self.kernels.add("pwconv")
@@ -360,6 +441,9 @@ class _Lowering:
             k, st = [1, *k], [1, *st]
         if (ih - k[0]) // st[0] + 1 != oh or (iw - k[1]) // st[1] + 1 != ow or op.attrs.get("padding"):
             raise InputError(f"C export: unsupported operator {op.kind} geometry ({op.name})")
+        self.call(
+            "maxpool", [x], y, in_grid=(c, ih, iw), out_grid=(oh, ow), kernel=tuple(k), stride=tuple(st)
+        )
         self.kernels.add("maxpool")
         self.body.append(
             f"    m2_maxpool({self.ptr(x)}, {xi.bits}, {int(xi.signed)}, {c}, {ih}, {iw}, {self.ptr(y)}, {oh}, {ow}, "
@@ -386,6 +470,19 @@ class _Lowering:
             if (ih - k[0]) // st[0] + 1 != oh or (iw - k[1]) // st[1] + 1 != ow or op.attrs.get("padding"):
                 raise InputError(f"C export: unsupported operator {op.kind} geometry ({op.name})")
         m, s = fixed_point(xi.scale / (k[0] * k[1] * yi.scale), where=op.name)
+        self.call(
+            "avgpool",
+            [x],
+            y,
+            in_grid=(c, ih, iw),
+            out_grid=(oh, ow),
+            kernel=tuple(k),
+            stride=tuple(st),
+            mult=m,
+            shift=s,
+            lo=yi.lo,
+            hi=yi.hi,
+        )
         self.kernels.add("avgpool")
         self.body.append(
             f"    m2_avgpool({self.ptr(x)}, {xi.bits}, {int(xi.signed)}, {c}, {ih}, {iw}, {self.ptr(y)}, {yi.bits}, "
@@ -398,12 +495,14 @@ class _Lowering:
         rest = self.g.tensors[y].shape[1:]
         at = 0
         self.kernels.add("requant")
+        pairs = []
         for x in op.inputs:
             xi = self.q[x]
             t = self.g.tensors[x]
             if t.shape[1:] != rest:
                 raise InputError(f"C export: {op.name}: concatenated tensors differ beyond the channel axis")
             m, s = fixed_point(xi.scale / yi.scale, where=op.name)
+            pairs.append((m, s))
             self.body.append(
                 f"    m2_requant_copy({self.ptr(x)}, {xi.bits}, {int(xi.signed)}, {t.numel}, {self.ptr(y)}, "
                 f"{yi.bits}, {at}, {m}, {s}, {yi.lo}, {yi.hi});"
@@ -411,6 +510,7 @@ class _Lowering:
             at += t.numel
         if at != self.g.tensors[y].numel:
             raise InputError(f"C export: {op.name}: concatenation sizes do not add up")
+        self.call("concat", list(op.inputs), y, pairs=pairs, lo=yi.lo, hi=yi.hi)
 
     def _join_args(self, op) -> tuple[str, list[QInfo]]:
         (y,) = op.outputs
@@ -435,6 +535,7 @@ class _Lowering:
         decl, infos = self._join_args(op)
         mults, shift = shared_shift([qi.scale / yi.scale for qi in infos], where=op.name)
         n = len(infos)
+        self.call("add", list(op.inputs), y, mults=list(mults), shift=shift, lo=yi.lo, hi=yi.hi)
         self.kernels.add("add")
         self.body.append(
             "    {\n" + decl + f"        static const int32_t mu[{n}] = {{{', '.join(map(str, mults))}}};\n"
@@ -453,6 +554,7 @@ class _Lowering:
             )
         m, s = fixed_point(math.prod(qi.scale for qi in infos) / yi.scale, mant_bits=mant, where=op.name)
         n = len(infos)
+        self.call("mul", list(op.inputs), y, mult=m, shift=s, lo=yi.lo, hi=yi.hi)
         self.kernels.add("mul")
         self.body.append(
             "    {\n" + decl + f"        m2_mul({n}, xs, xb, xg, {self.g.tensors[y].numel}, {self.ptr(y)}, "
@@ -495,6 +597,9 @@ class _Lowering:
         classes = list(getattr(self.dataset, "classes", None) or [str(i) for i in range(n_classes)])
         if len(classes) != n_classes:
             classes = [str(i) for i in range(n_classes)]
+        loads = [
+            Call("load", [d["modality"]], d["modality"], {"lo": d["min"], "hi": d["max"]}) for d in inputs
+        ]
         header = _header(self.arch, rep, inputs, oq, n_classes, classes, self.weight_arrays, len(self.steps))
         load = "\n".join(
             f"    m2_load(inputs[{i}], {d['size']}, {self.ptr(d['modality'])}, {d['bits']}, {d['min']}, {d['max']});"
@@ -512,6 +617,9 @@ class _Lowering:
             "#endif",
             "#ifndef M2NAS_ARENA_ATTR",
             '#define M2NAS_ARENA_ATTR /* e.g. __attribute__((aligned(4), section(".sram"))) */',
+            "#endif",
+            "#ifndef M2NAS_BEGIN_HOOK",
+            "#define M2NAS_BEGIN_HOOK() /* the arena trace fills a canary here (nas.export.c.verify) */",
             "#endif",
             "#ifndef M2NAS_OP_HOOK",
             "#define M2NAS_OP_HOOK(step) /* a profiling build times each step here (nas.export.c.cortexm) */",
@@ -539,8 +647,10 @@ class _Lowering:
             "/* ---- the network, in the planned schedule ---- */",
             "int m2nas_infer_all(const int8_t *const inputs[], int8_t logits[])",
             "{",
-            "    uint8_t *const A = m2nas_arena;",
+            "    uint8_t *A = m2nas_arena;",
+            "    M2_OPAQUE(A); /* kernels never see a constant arena address (m2_kernels.h) */",
             "    int32_t i, best = 0;",
+            "    M2NAS_BEGIN_HOOK();",
             load,
             *self.body,
             "    /* logits: the graph output, in the arena too */",
@@ -571,6 +681,11 @@ class _Lowering:
             inputs=inputs,
             output={"bits": oq.bits, "scale": oq.scale, "min": oq.lo, "max": oq.hi, "classes": classes},
             steps=self.steps,
+            calls=loads + self.scheduled_calls,
+            output_tensor=out,
+            step_writes=self.step_writes,
+            step_outputs=self.step_outputs,
+            input_regions=[self.region(self.bufs.tensor_info[d["modality"]][0]) for d in inputs],
         )
 
 

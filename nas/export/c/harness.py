@@ -113,11 +113,14 @@ def torch_int_logits(model, x: dict[str, np.ndarray], batch: int = 512) -> np.nd
     return np.concatenate(outs)
 
 
-def write_golden(model, x: dict[str, np.ndarray], out_dir: str | Path) -> dict[str, object]:
+def write_golden(model, prog, x: dict[str, np.ndarray], out_dir: str | Path) -> dict[str, object]:
     """Golden vectors for checking a port on a board: ``test_inputs.bin`` (the split quantized, in the
-    harness's input format) and ``test_logits.bin`` (the int8 logits PyTorch gives for them)."""
+    harness's input format) and ``test_logits.bin`` (the int8 logits of the integer reference,
+    :mod:`nas.export.c.reference`, for them: what every correct build of ``model.c`` gives)."""
+    from .reference import logits
+
     out = Path(out_dir)
     n = write_inputs(model, x, out / "test_inputs.bin")
-    logits = torch_int_logits(model, x)
-    logits.astype(np.int8).tofile(str(out / "test_logits.bin"))
+    ref = logits(prog.calls, quantize_inputs(model, x), prog.output_tensor)
+    ref.astype(np.int8).tofile(str(out / "test_logits.bin"))
     return {"inputs": str(out / "test_inputs.bin"), "logits": str(out / "test_logits.bin"), "samples": n}

@@ -199,7 +199,15 @@ def test_arm_kernels_give_the_portable_bytes(binaries, tmp_path_factory, layers)
 
 
 def _tie_layer(
-    kind: str, cin: int, iw: int, cout: int, kw: int, xsgn: int, signed_out: bool, shared: bool, seed: int,
+    kind: str,
+    cin: int,
+    iw: int,
+    cout: int,
+    kw: int,
+    xsgn: int,
+    signed_out: bool,
+    shared: bool,
+    seed: int,
     ybits: int = 8,
 ) -> dict:
     top = 1 << (ybits - 1 if signed_out else ybits)
