@@ -81,3 +81,60 @@ def read_user_text(path, what: str) -> str:
 # What a wrongly typed field of a JSON document (a string for a number, a list for a table) makes
 # the constructors raise; the CLI entry points turn these into one line naming the file.
 DOCUMENT_ERRORS = (TypeError, ValueError, KeyError, AttributeError, IndexError)
+
+
+# What a JSON document (OpGraph, Arch) may hold: numbers that sizes and figures can be computed
+# from in floats and int64 (a 10**400 would end as an OverflowError deep in the memory model), and
+# a nesting no document of ours comes near (a 100,000-deep one would end as a RecursionError).
+MAX_JSON_INT = 2**62
+MAX_JSON_DEPTH = 32
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 19 or abs(int(text)) > MAX_JSON_INT:
+        raise _JsonBound(f"the number {text[:24]}{'...' if len(text) > 24 else ''} is beyond +-2^62")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    v = float(text)
+    if v != v or v in (float("inf"), float("-inf")):
+        raise _JsonBound(f"the number {text[:24]} is not a finite float")
+    return v
+
+
+class _JsonBound(ValueError):
+    pass
+
+
+def _depth(doc) -> int:
+    deepest, stack = 0, [(doc, 1)]
+    while stack:
+        node, d = stack.pop()
+        if isinstance(node, dict | list):
+            deepest = max(deepest, d)
+            if deepest > MAX_JSON_DEPTH:
+                return deepest
+            stack.extend((v, d + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
+def parse_json(text: str, source: str):
+    """A JSON document with every way of not being one as an InputError naming `source`: syntax,
+    numbers beyond the bounds above (or NaN / Infinity), nesting deeper than MAX_JSON_DEPTH."""
+    import json
+
+    def constant(name: str):
+        raise _JsonBound(f"{name} is not a number a document may hold")
+
+    try:
+        doc = json.loads(text, parse_int=_bounded_int, parse_float=_finite_float, parse_constant=constant)
+    except json.JSONDecodeError as e:
+        raise InputError(f"{source}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    except _JsonBound as e:
+        raise InputError(f"{source}: {e}") from None
+    except RecursionError:
+        raise InputError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if _depth(doc) > MAX_JSON_DEPTH:
+        raise InputError(f"{source}: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    return doc

@@ -13,11 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, check_document
+from .errors import InputError, check_document, parse_json
 from .ops import GroupOp
 
 FORMAT = "m2nas.opgraph"
 VERSION = 1
+_DOCUMENT_KEYS = {"format", "version", "name", "tensors", "ops", "inputs", "outputs", "meta", "state"}
+
+
+def _int(v: Any) -> bool:
+    """An integer and not a bool (JSON true is no size)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
 
 QUANT_GRANULARITIES = ("per_channel", "per_tensor")
 
@@ -117,11 +124,11 @@ class OpGraph:
             where = f"{source}: tensors[{name!r}]"
             if name != tensor.name:
                 raise InputError(f"{where}: name mismatch {tensor.name!r}")
-            if not tensor.shape or any((not isinstance(d, int)) or d <= 0 for d in tensor.shape):
+            if not tensor.shape or any(not _int(d) or d <= 0 for d in tensor.shape):
                 raise InputError(
                     f"{where}.shape: must be a non-empty list of positive integers, got {list(tensor.shape)}"
                 )
-            if not (isinstance(tensor.bits, int) and 1 <= tensor.bits <= 32):
+            if not (_int(tensor.bits) and 1 <= tensor.bits <= 32):
                 raise InputError(f"{where}.bits: must be an integer in 1..32, got {tensor.bits!r}")
             seen_tensors.add(name)
         for i, name in enumerate(self.inputs):
@@ -159,15 +166,13 @@ class OpGraph:
                 available.add(name)
             for key in ("weights", "bias", "scales", "macs"):
                 value = getattr(op, key)
-                if not isinstance(value, int) or value < 0:
+                if not _int(value) or value < 0:
                     raise InputError(f"{where}.{key}: must be a non-negative integer, got {value!r}")
-            if op.weights and not (isinstance(op.weight_bits, int) and 1 <= op.weight_bits <= 32):
+            if op.weights and not (_int(op.weight_bits) and 1 <= op.weight_bits <= 32):
                 raise InputError(f"{where}.weight_bits: must be an integer in 1..32, got {op.weight_bits!r}")
             if op.quant not in QUANT_GRANULARITIES:
                 raise InputError(f"{where}.quant: must be one of {QUANT_GRANULARITIES}, got {op.quant!r}")
-            if op.scratch_bytes is not None and (
-                not isinstance(op.scratch_bytes, int) or op.scratch_bytes < 0
-            ):
+            if op.scratch_bytes is not None and (not _int(op.scratch_bytes) or op.scratch_bytes < 0):
                 raise InputError(f"{where}.scratch_bytes: must be a non-negative integer or absent")
             _check_attrs(op, self.tensors, where)
             if op.kind in GroupOp.WEIGHTED and op.weights == 0:
@@ -241,6 +246,9 @@ class OpGraph:
     @classmethod
     def from_dict(cls, d: Any, source: str = "graph") -> OpGraph:
         check_document(d, source, FORMAT, VERSION, "OpGraph")
+        extra = sorted(set(d) - _DOCUMENT_KEYS)
+        if extra:
+            raise InputError(f"{source}: unknown field {extra[0]!r}")
         for key in ("tensors", "ops", "inputs", "outputs"):
             if not isinstance(d.get(key), list):
                 raise InputError(f"{source}: {key}: missing or not a list")
@@ -259,6 +267,9 @@ class OpGraph:
             shape = t.get("shape")
             if not isinstance(shape, list):
                 raise InputError(f"{where}.shape: missing or not a list")
+            extra = sorted(set(t) - {"name", "shape", "bits"})
+            if extra:
+                raise InputError(f"{where}: unknown field {extra[0]!r}")
             if t["name"] in tensors:
                 raise InputError(f"{where}.name: duplicate tensor {t['name']!r}")
             tensors[t["name"]] = Tensor(t["name"], tuple(shape), t.get("bits", 8))
@@ -308,13 +319,7 @@ class OpGraph:
 
     @classmethod
     def from_json(cls, text: str, source: str = "graph") -> OpGraph:
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise InputError(
-                f"{source}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
-            ) from None
-        return cls.from_dict(d, source)
+        return cls.from_dict(parse_json(text, source), source)
 
     @classmethod
     def load(cls, path: str | Path) -> OpGraph:

@@ -1,4 +1,4 @@
-"""Ctrl-C during a search, taken at safe points.
+"""Ctrl-C (and SIGTERM) during a search, taken at safe points.
 
 Python's own handler raises KeyboardInterrupt at whatever bytecode runs next. When that is a weakref
 callback or a `__del__` (SQLAlchemy runs them all the time), the exception is printed as "Exception
@@ -7,7 +7,9 @@ middle of a storage write it could also leave a trial half-recorded. So while a 
 first Ctrl-C only sets a flag, and the trainer (every optimizer step) and the worker loop (every
 candidate, every wait) raise KeyboardInterrupt from there. A second Ctrl-C raises at once, for a
 user who will not wait for the next step. Local worker processes ignore the terminal's Ctrl-C and
-are asked the same way with SIGTERM by the process that started them, so each is asked once.
+are asked the same way with SIGTERM by the process that started them, so each is asked once. A
+SIGTERM to the search itself (a scheduler, `kill`, a container stopping) is taken like the first
+Ctrl-C; `last_signal()` tells the CLI which one it was, for its message and exit status (143).
 """
 
 from __future__ import annotations
@@ -21,13 +23,20 @@ from contextlib import contextmanager
 # A plain flag, not a threading.Event: the handler runs between two bytecodes of the main thread,
 # which may hold the Event's lock at that moment.
 _requested = False
+_last: int | None = None  # the signal that asked last (kept after the block, for the CLI)
 
 
 def _on_signal(signum, frame) -> None:
-    global _requested
+    global _requested, _last
+    _last = signum
     if _requested:
         raise KeyboardInterrupt
     _requested = True
+
+
+def last_signal() -> int | None:
+    """The signal that last asked a search to stop (signal.SIGINT, signal.SIGTERM), or None."""
+    return _last
 
 
 @contextmanager

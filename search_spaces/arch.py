@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from memory_models.errors import InputError, check_document
+from memory_models.errors import InputError, check_document, parse_json
 from memory_models.ops import BITS
 
 FORMAT = "m2nas.arch"
@@ -214,12 +214,7 @@ class Arch:
 
     @classmethod
     def from_json(cls, text: str, source: str = "arch") -> Arch:
-        try:
-            return cls.from_dict(json.loads(text), source)
-        except json.JSONDecodeError as e:
-            raise InputError(
-                f"{source}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})"
-            ) from None
+        return cls.from_dict(parse_json(text, source), source)
 
     # ---- validity ----------------------------------------------------------------------------
     def validate(self, source: str = "arch") -> Arch:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -16,6 +17,7 @@ from rich.text import Text
 from memory_models.errors import InputError
 from memory_models.ops import BITS
 from nas import interrupt
+from nas.limits import DAY_S, MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS
 
 from .console import err, out
 
@@ -170,13 +172,20 @@ def search(
     study_file: StudyArg,
     trials: Annotated[
         int | None,
-        typer.Option("--trials", min=1, help="Candidates to train (default: budget.trials)."),
+        typer.Option("--trials", min=1, max=MAX_TRIALS, help="Candidates to train (default: budget.trials)."),
     ] = None,
     timeout: Annotated[
         float | None,
-        typer.Option("--timeout", min=0.001, help="Seconds after which no new candidate starts."),
+        typer.Option(
+            "--timeout", min=0.001, max=365 * DAY_S, help="Seconds after which no new candidate starts."
+        ),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", min=1, help="Worker processes on this machine.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1, max=MAX_WORKERS, help="Worker processes on this machine (at most its CPUs)."
+        ),
+    ] = 1,
     storage: StorageOpt = None,
     json_out: SearchJsonOpt = False,
 ) -> None:
@@ -205,6 +214,13 @@ def search(
         for dev, f in result.get("final", {}).items():
             out().print(final_text(dev, metric, f), markup=False, soft_wrap=True)
     if result["interrupted"]:
+        if interrupt.last_signal() == signal.SIGTERM:
+            err().print(
+                "m2nas: terminated (SIGTERM): the candidate in training is queued again; rerun to continue",
+                markup=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(143)
         raise typer.Exit(130)
     if result["stopped"] == "failures":
         err().print(f"m2nas: error: {result['failure']}", markup=False, soft_wrap=True)
@@ -216,7 +232,7 @@ def worker(
     study_file: StudyArg,
     storage: StorageOpt = None,
     trials: Annotated[
-        int | None, typer.Option("--trials", min=1, help="Study-wide candidate budget.")
+        int | None, typer.Option("--trials", min=1, max=MAX_TRIALS, help="Study-wide candidate budget.")
     ] = None,
     index: Annotated[int, typer.Option("--index", help="Worker number (varies the sampler seed).")] = 0,
     deadline: Annotated[
@@ -345,7 +361,9 @@ def train(
         Path, typer.Argument(help="Arch JSON (format m2nas.arch), e.g. from `m2nas sample`.")
     ],
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset name (see `m2nas datasets`).")],
-    epochs: Annotated[int | None, typer.Option("--epochs", help="Training epochs.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, max=MAX_EPOCHS, help="Training epochs.")
+    ] = None,
     no_distill: Annotated[bool, typer.Option("--no-distill", help="Train without the teacher.")] = False,
     seed: Annotated[int, typer.Option("--seed", min=0, max=2**32 - 1, help="Split and training seed.")] = 0,
     option: Annotated[
@@ -543,7 +561,28 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         err().print("m2nas: interrupted", markup=False)
         sys.exit(130)
+    except Exception as e:
+        why = storage_fault(e)
+        if why is None:
+            raise
+        err().print(f"m2nas: error: storage: {why}", markup=False, soft_wrap=True)
+        sys.exit(2)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def storage_fault(e: BaseException) -> str | None:
+    """One line for a database error met mid-command (a page damaged after the open-time check, a
+    full disk, a server gone): the driver's own first line; None for any other exception."""
+    chain = []
+    while e is not None and len(chain) < 10:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    if not any(type(x).__module__.split(".")[0] in ("sqlalchemy", "sqlite3", "psycopg2") for x in chain):
+        if not any(type(x).__name__ == "StorageInternalError" for x in chain):
+            return None
+    root = chain[-1]
+    text = getattr(root, "orig", None) or root
+    return (str(text).strip().splitlines() or [type(root).__name__])[0]
 
 
 if __name__ == "__main__":

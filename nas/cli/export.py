@@ -9,6 +9,7 @@ import typer
 
 from memory_models.errors import InputError
 from nas.export.parity import AS_WRITTEN
+from nas.outputs import check_writable_dir
 
 from .console import err, out
 
@@ -75,6 +76,9 @@ def export_command(
         if len(devices) == 1:
             raise InputError(no_fit_message(study, trials, devices[0]))
         raise InputError(f"{study_file}: no trained trial fits any of the study's devices; nothing exported")
+    targets = {d: default_out_dir(study, d, out_dir, all_devices) for d in devices if d not in missing}
+    for target in targets.values():  # before the first device's minutes of work
+        check_writable_dir(target, "--out" if out_dir is not None else "export folder")
     results = []
     for d in devices:
         if d in missing:
@@ -82,7 +86,7 @@ def export_command(
                 no_fit_message(study, trials, d).removeprefix(f"{study.path}: "), markup=False, soft_wrap=True
             )
             continue
-        target = default_out_dir(study, d, out_dir, all_devices)
+        target = targets[d]
         try:
             r = export_trial(study, d, target, finetune_epochs, trials=trials, ostudy=ostudy, c_code=c_code)
         except ExportCheckFailed as e:

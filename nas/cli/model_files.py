@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from memory_models.errors import DOCUMENT_ERRORS, InputError, read_user_text
+from memory_models.errors import DOCUMENT_ERRORS, InputError, parse_json, read_user_text
 from memory_models.graph import FORMAT as GRAPH_FORMAT
 from memory_models.graph import OpGraph
 
@@ -22,10 +21,7 @@ def load_graph(path: str | Path) -> OpGraph:
         from memory_models.tflite_import import graph_from_tflite
 
         return graph_from_tflite(path)
-    try:
-        data = json.loads(read_user_text(path, "an OpGraph or Arch JSON file"))
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    data = parse_json(read_user_text(path, "an OpGraph or Arch JSON file"), str(path))
     fmt = data.get("format") if isinstance(data, dict) else None
     try:
         if fmt == GRAPH_FORMAT:

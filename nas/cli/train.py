@@ -14,6 +14,7 @@ from typing import Any
 
 from memory_models.errors import DOCUMENT_ERRORS, InputError, read_user_text
 from nas.config.study import Budget, Teacher, Training
+from nas.outputs import check_writable_file
 
 # The search's defaults: the study file's [training], [budget] and [teacher] sections as left empty.
 DEFAULT_EPOCHS = Budget().epochs
@@ -32,34 +33,6 @@ def load_arch_file(path: Path):
         raise
     except DOCUMENT_ERRORS as e:
         raise InputError(f"{path}: not a valid Arch document ({type(e).__name__}: {e})") from None
-
-
-def check_writable_file(path: Path, flag: str) -> None:
-    """Refuse an output file that cannot be written, before the training it would hold is run.
-
-    Tried, not inferred from permission bits: as root (containers, CI) mode bits stop nothing, and
-    only an attempt tells a writable folder from a read-only mount or a path under /proc. The probe
-    is a temporary file in the nearest folder that exists: nothing is left behind, and no missing
-    folder is created before the training succeeds."""
-    import tempfile
-
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{flag} {path}: is a directory, expected a file name")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"{flag} {path}: cannot be written ({parent} is not a folder)")
-    try:
-        if path.exists():
-            with open(path, "ab"):
-                pass
-        else:
-            with tempfile.NamedTemporaryFile(dir=parent, prefix=".m2nas-write-check-"):
-                pass
-    except OSError as e:
-        raise InputError(f"{flag} {path}: cannot be written ({e.strerror or e})") from None
 
 
 def train_command(

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from memory_models.devices import Device, catalogue, parse_target, resolve_device_name
 from memory_models.errors import FieldError, InputError, read_user_text
+from nas.limits import DAY_S, MAX_BATCH, MAX_EPOCHS, MAX_LR, MAX_THREADS, MAX_TRIALS
 from search_spaces.families import Family
 from search_spaces.space import SearchSpace, space_from_dict
 
@@ -33,14 +34,10 @@ METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "roc_auc")
 MINIMIZABLE = FIGURES
 
 
-# Upper bounds of fields whose huge values are typing slips that would fail deep in torch or time.sleep.
-MAX_THREADS = 1024
-DAY_S = 86_400
-
-
 class _Table(BaseModel):
     # inf and nan are never a useful setting (`lr = inf` fails every candidate): refuse them here.
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    # Strict: a number must be a number (`seed = true` or `seed = "0"` is a mistake, not a 1 or a 0).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 # A study name becomes a folder name (export/<name>/<device>) and a storage key: one safe path
@@ -73,7 +70,7 @@ class StudySection(_Table):
     device: Literal["cpu", "cuda", "auto"] = "cpu"
     heartbeat_s: Annotated[int, Field(ge=1, le=DAY_S)] = 10  # a sleep: past a day is a typo
     grace_s: Annotated[int, Field(ge=2, le=DAY_S)] = 30
-    max_retry: Annotated[int, Field(ge=0)] = 2
+    max_retry: Annotated[int, Field(ge=0, le=1000)] = 2
     devices_file: str | None = Field(None, description="extra device TOML, relative to the study file")
     # An arch already trained (or being trained) in the study is recorded as a rejected duplicate
     # instead of being trained again, unless repeats are asked for (e.g. to measure seed variance).
@@ -135,13 +132,13 @@ class Objectives(_Table):
 
 
 class Budget(_Table):
-    trials: Annotated[int, Field(ge=1)] = 20
-    timeout_s: Annotated[float, Field(gt=0)] | None = None
-    epochs: Annotated[int, Field(ge=1)] = 10
-    max_rejected: Annotated[int, Field(ge=1)] = 5000
+    trials: Annotated[int, Field(ge=1, le=MAX_TRIALS)] = 20
+    timeout_s: Annotated[float, Field(gt=0, le=365 * DAY_S)] | None = None
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 10
+    max_rejected: Annotated[int, Field(ge=1, le=100 * MAX_TRIALS)] = 5000
     # A search whose candidates all fail (a bad learning rate, a broken dataset) would otherwise
     # never end: failed candidates count against `trials`, and this many in a row stop the study.
-    max_failures: Annotated[int, Field(ge=1)] = 3
+    max_failures: Annotated[int, Field(ge=1, le=MAX_TRIALS)] = 3
 
 
 class Augment(_Table):
@@ -152,31 +149,31 @@ class Augment(_Table):
     # that ranks"): jitter + scale + shift raised watch's test accuracy and lowered avdigits' (its
     # 8x8 digit images do not survive a shift), so they apply to 1-D signals only; mixup lowered
     # avdigits by 4 points and is off.
-    jitter: Annotated[float, Field(ge=0)] = 0.03
-    scale: Annotated[float, Field(ge=0)] = 0.1
+    jitter: Annotated[float, Field(ge=0, le=100)] = 0.03
+    scale: Annotated[float, Field(ge=0, le=100)] = 0.1
     shift: Annotated[float, Field(ge=0, le=0.5)] = 0.1
-    mixup: Annotated[float, Field(ge=0)] = 0.0
+    mixup: Annotated[float, Field(ge=0, le=100)] = 0.0
     apply_to: list[Literal["signals", "images"]] = Field(default_factory=lambda: ["signals"])
 
 
 class Training(_Table):
-    batch_size: Annotated[int, Field(ge=1)] = 64
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 64
     # Defaults measured on watch and avdigits (issue 14): see README, "Training that ranks". At lr
     # 3e-3 and a 300-step floor the small candidates had not converged when ranked (avdigits: the
     # fixed student at test 0.812 +- 0.059 over three seeds, against 0.976 +- 0.013 at lr 1e-2 and
     # 600 steps; tests/bench/test_bench_training.py, part 3).
-    lr: Annotated[float, Field(gt=0)] = 1e-2
-    weight_decay: Annotated[float, Field(ge=0)] = 1e-4
-    patience: Annotated[int, Field(ge=1)] = 4
+    lr: Annotated[float, Field(gt=0, le=MAX_LR)] = 1e-2
+    weight_decay: Annotated[float, Field(ge=0, le=MAX_LR)] = 1e-4
+    patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 4
     patience_on: Literal["loss", "metric"] = "loss"
-    min_epochs: Annotated[int, Field(ge=1)] = 4
-    min_steps: Annotated[int, Field(ge=0)] = 600
+    min_epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 4
+    min_steps: Annotated[int, Field(ge=0, le=100 * MAX_TRIALS)] = 600
     warmup: Annotated[float, Field(ge=0, lt=1)] = 0.05
     augment: Augment = Field(default_factory=Augment)
     distill: bool = True
-    temperature: Annotated[float, Field(gt=0)] = 4.0
+    temperature: Annotated[float, Field(gt=0, le=1000)] = 4.0
     alpha: Annotated[float, Field(ge=0, le=1)] = 0.7
-    max_train_samples: Annotated[int, Field(ge=1)] | None = None
+    max_train_samples: Annotated[int, Field(ge=1, le=10**9)] | None = None
 
     def train_config(self, *, epochs: int, metric: str, seed: int, device: str, threads: int | None):
         """The trainer's config for one run: this section's settings plus what the run decides. The
@@ -191,8 +188,8 @@ class Training(_Table):
 
 class Teacher(_Table):
     preset: str = "teacher"
-    epochs: Annotated[int, Field(ge=1)] = 30
-    lr: Annotated[float, Field(gt=0)] = 3e-3
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 30
+    lr: Annotated[float, Field(gt=0, le=MAX_LR)] = 3e-3
 
     def teacher_config(self, batch_size: int):
         """`nas.train.TeacherConfig` for this section (the teacher trains at the students' batch size)."""
@@ -210,9 +207,9 @@ class EarlyStopping(_Table):
     enabled: bool = True
     rule: Literal["asha", "threshold"] = "asha"
     at: list[Annotated[float, Field(gt=0, lt=1)]] = Field(default_factory=lambda: [0.3, 0.6])
-    eta: Annotated[float, Field(gt=1)] = 3.0
-    margin: Annotated[float, Field(ge=0)] = 0.02
-    min_finished: Annotated[int, Field(ge=1)] = 3
+    eta: Annotated[float, Field(gt=1, le=1000)] = 3.0
+    margin: Annotated[float, Field(ge=0, le=1)] = 0.02
+    min_finished: Annotated[int, Field(ge=1, le=MAX_TRIALS)] = 3
 
 
 class Final(_Table):
@@ -220,8 +217,8 @@ class Final(_Table):
     retrained at the full budget with `seeds` seeds; export picks by the mean validation metric."""
 
     enabled: bool = True
-    top_k: Annotated[int, Field(ge=1)] = 3
-    seeds: Annotated[int, Field(ge=1)] = 3
+    top_k: Annotated[int, Field(ge=1, le=1000)] = 3
+    seeds: Annotated[int, Field(ge=1, le=1000)] = 3
     # Run i > 0 holds out another part of train + validation of the validation split's shape
     # (nas.data.folds), so the mean validation metric is over up to `seeds` times more held-out data.
     # Off by default: on the quality bench's searches (top_k 2, seeds 2) it changed one choice in
@@ -235,7 +232,7 @@ class SeedArch(_Table):
     `lateconv`: two plain convolutions per modality, see search_spaces/families.py)."""
 
     file: str | None = None
-    family: Family | None = None
+    family: Annotated[Family, Field(strict=False)] | None = None  # the enum from its name
     # Which family members: by default the widest that fits each device at W8 and at W4; `widths`
     # (stem channels) picks those members instead (each that fits), at the weight bit-widths `bits`.
     widths: list[Annotated[int, Field(gt=0, le=1024)]] | None = Field(None, max_length=16)

@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from memory_models.errors import InputError
+from nas.limits import MAX_CLASSES
 
 from ._common import Options, fraction_split
 from .base import Dataset, Split
@@ -51,6 +52,10 @@ def _labels(y: np.ndarray, path: Path, classes: tuple[str, ...] | None) -> tuple
     if y.dtype.kind in "US":
         values = y.astype(str)
         names = list(classes) if classes is not None else sorted(set(values.tolist()))
+        if len(names) > MAX_CLASSES:
+            raise InputError(
+                f"dataset '{NAME}': {path}: 'y' names {len(names)} classes; at most {MAX_CLASSES}"
+            )
         unknown = sorted(set(values.tolist()) - set(names))
         if unknown:
             raise InputError(
@@ -62,9 +67,15 @@ def _labels(y: np.ndarray, path: Path, classes: tuple[str, ...] | None) -> tuple
         raise InputError(f"dataset '{NAME}': {path}: 'y' must hold integer or string labels, not {y.dtype}")
     if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
         raise InputError(f"dataset '{NAME}': {path}: 'y' holds non-integer values")
+    if y.size and y.min() < 0:
+        raise InputError(f"dataset '{NAME}': {path}: 'y' holds negative labels (min {y.min()})")
+    # Bounded before anything is sized by it (the class names, the classifier): labels are 0..K-1.
+    if y.size and y.max() >= MAX_CLASSES:
+        raise InputError(
+            f"dataset '{NAME}': {path}: 'y' holds label {y.max()}; labels are class indices 0..K-1 with "
+            f"K at most {MAX_CLASSES}"
+        )
     labels = y.astype(np.int64)
-    if labels.min() < 0:
-        raise InputError(f"dataset '{NAME}': {path}: 'y' holds negative labels (min {labels.min()})")
     k = int(labels.max()) + 1
     if classes is not None:
         if len(classes) < k:

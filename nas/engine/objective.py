@@ -213,6 +213,10 @@ class CandidateEvaluator:
         except TrainingFailed as e:
             TrialRecord.write_status(trial, Status.FAILED, str(e))
             raise
+        except Exception as e:  # whatever the candidate's own training raises is its failure, counted
+            reason = failure_reason(e)  # toward max_failures; only a lost worker is queued again
+            TrialRecord.write_status(trial, Status.FAILED, reason)
+            raise TrainingFailed(reason) from e
         curve = [h[f"val_{metric_key}"] for h in result.history]
         TrialRecord.write_training(trial, curve, result, time.perf_counter() - t0)
         if result.stopped_by == "callback":
@@ -233,3 +237,9 @@ class CandidateEvaluator:
         )
         TrialRecord.write_status(trial, Status.TRAINED)
         return self.objective_values(result.metrics[metric_key], per_device)
+
+
+def failure_reason(e: BaseException) -> str:
+    """One line for an unexpected exception from training: its type and the first line it says."""
+    text = (str(e).strip().splitlines() or [""])[0][:300]
+    return f"training raised {type(e).__name__}" + (f": {text}" if text else "")

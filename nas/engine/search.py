@@ -13,6 +13,7 @@ with the same parameters.
 from __future__ import annotations
 
 import hashlib
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -173,7 +174,7 @@ def run_worker(study: Study, budget: Budget, storage_url: str | None = None, wor
     evaluator = CandidateEvaluator(study, artifact_store(study.artifact_dir))
     torch_threads(study.cfg.study.threads)
     poll = max(1.0, study.cfg.study.heartbeat_s / 2)
-    with interrupt.stop_at_safe_points():
+    with interrupt.stop_at_safe_points(signal.SIGINT, signal.SIGTERM):
         return _work(ostudy, evaluator, budget, poll)
 
 
@@ -252,7 +253,6 @@ def _worker_process(study_path: str, budget: Budget, storage_url: str, worker_in
     another machine would) and leaves quietly when the starting process asks it to (SIGTERM, taken
     at the next safe point; the terminal's Ctrl-C goes to that process only); its interrupted trial
     is requeued."""
-    import signal
 
     from nas.config.study import load_study
 
@@ -340,7 +340,7 @@ def run_search(
                     pass
 
         threading.Thread(target=refresh, daemon=True).start()
-    with interrupt.stop_at_safe_points():
+    with interrupt.stop_at_safe_points(signal.SIGINT, signal.SIGTERM):
         why, interrupted, result_final = _search_then_final(
             study, ostudy, budget, url, workers, watch, progress, stop_display, final, on_final
         )

@@ -456,6 +456,10 @@ def write_report(study_file: Path, out_path: Path | None, storage: str | None) -
     out_path = Path(out_path) if out_path else study_file.with_name(f"{study_file.stem}.report.html")
     if out_path.is_dir():
         raise InputError(f"--out {out_path}: is a folder; give an HTML file name")
+    from nas.outputs import check_writable_file
+
+    check_writable_file(out_path, "--out")
+    check_writable_file(out_path.parent / "front.csv", "--out")
     from nas.engine.status import final_choices
 
     page, front = build_html(study, trials, url, final_choices(study_file, storage))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -318,7 +319,9 @@ def load_trained(
     if isinstance(state, (str, Path)):
         source = state
         try:
-            state = torch.load(state, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's notes on a foreign pickle: the error below says it
+                warnings.simplefilter("ignore")
+                state = torch.load(state, map_location="cpu", weights_only=True)
         except Exception:  # noqa: BLE001 - torch's message suggests weights_only=False: never that
             raise InputError(
                 f"{source}: not a weights file m2nas can load (corrupt, truncated or not a state_dict)"

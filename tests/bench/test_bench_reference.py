@@ -51,7 +51,10 @@ def _row(name, arch, ds, seed, tmp):
     }
 
 
-def test_bench_c_against_the_reference(watch, avdigits, tmp_path):
+def test_bench_c_against_the_reference(tmp_path):
+    from nas.data import load_dataset
+
+    watch, avdigits = load_dataset("watch", seed=0), load_dataset("avdigits", seed=0)
     rows = [_row("issue arch (seed 0)", Arch.from_json(MISCOMPILED_ARCH), watch, 0, tmp_path / "issue")]
     for space in PRESETS:
         for i in range(ARCHS_PER_PRESET):

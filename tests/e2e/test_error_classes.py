@@ -309,10 +309,38 @@ def test_read_only_storage_serves_status_report_and_export(study, tmp_path, ro_t
     ro_res = run_cli_here("report", ro, "--out", tmp_path / "ro" / "r.html")
     assert ro_res.code == 0, ro_res.stderr
     assert (tmp_path / "ro" / "front.csv").read_text() == (tmp_path / "rw" / "front.csv").read_text()
-    assert_one_line_error(run_cli_here("report", ro), "report.html", "cannot write")  # beside the study
+    assert_one_line_error(run_cli_here("report", ro), "report.html", "cannot be written")  # beside the study
+    # a search records every candidate: refused at once, naming the storage, nothing written
+    assert_one_line_error(run_cli_here("search", ro, "--timeout", "0.001"), "cannot be written")
     res = run_cli_here("export", ro, "--device", "stm32f446re", "--out", tmp_path / "exp")
     assert res.code == 0, res.stderr
     assert (tmp_path / "exp" / "model.onnx").is_file()
 
     assert_one_line_error(run_cli_here("status", place / "corrupt.toml"), "cannot open")
     assert_one_line_error(run_cli_here("status", place / "wal.toml"), "wal.db-wal", "not merged")
+
+
+def test_an_immutable_database_is_refused_by_search_and_read_by_status(study):
+    """A database file that cannot be written (chattr +i: root's writes fail too) in a writable folder:
+    `search` says so in one line naming it, before it trains anything; `status` still reads it."""
+    import sqlite3
+    from contextlib import closing
+
+    db = study.with_suffix(".db")
+    with closing(sqlite3.connect(db)) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    res = subprocess.run(["chattr", "+i", str(db)], capture_output=True, text=True)
+    if res.returncode != 0:
+        why = f"chattr +i is not permitted here: {res.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    try:
+        assert_one_line_error(
+            run_cli_here("search", study, "--timeout", "0.001"),
+            f"storage sqlite:///{db}",
+            "cannot be written",
+        )
+        assert run_cli_here("status", study).code == 0
+    finally:
+        subprocess.run(["chattr", "-i", str(db)], check=True)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -328,3 +329,223 @@ def test_mutated_npz_files(tmp_path):
         check(res)
 
     probe()
+
+
+# ---- resources a user number controls, storage faults, outputs: bounded, one line, nothing lost ----
+
+HUGE = st.one_of(
+    st.integers(7, 400).map(lambda k: str(10**k)),
+    st.sampled_from(["true", "false", '"7"', "1e300", "-1e300"]),
+)
+SIZING_KEYS = [
+    ("[budget]\n", "trials"),
+    ("[budget]\n", "epochs"),
+    ("[budget]\n", "timeout_s"),
+    ("[budget]\n", "max_failures"),
+    ("[training]\n", "batch_size"),
+    ("[training]\n", "lr"),
+    ("[training]\n", "min_steps"),
+    ("[teacher]\n", "epochs"),
+    ("[final]", "top_k"),
+    ("[final]", "seeds"),
+    ("[study]\n", "seed"),
+    ("[study]\n", "threads"),
+]
+
+
+def _set_key(text: str, section: str, key: str, value: str) -> str:
+    head, sec, rest = text.partition(section)
+    body, nl, tail = rest.partition("\n[")
+    lines = [ln for ln in body.splitlines() if not ln.startswith(f"{key} =")]
+    return head + sec + "\n".join([f"{key} = {value}", *lines]) + nl + tail
+
+
+def test_numbers_that_size_work_are_bounded_before_anything_runs(smoke_study, tmp_path_factory):
+    """Huge counts, budgets, batch sizes, learning rates, and booleans or strings where a number is
+    meant: one line, exit 2, and no storage or artifacts folder created."""
+    text = Path(smoke_study).read_text()
+
+    @settings(FAST, max_examples=12)
+    @given(which=st.sampled_from(SIZING_KEYS), value=HUGE)
+    def probe(which, value):
+        d = tmp_path_factory.mktemp("sizing")
+        f = d / "s.toml"
+        f.write_text(_set_key(text, *which, value))
+        res = run_cli_here("search", f, "--json")
+        check(res)
+        assert res.code == 2, (which, value, res.stdout[-500:])
+        assert not f.with_suffix(".db").exists() and not (d / "s_artifacts").exists()
+
+    probe()
+
+
+def test_worker_and_trial_counts_on_the_command_line_are_bounded(smoke_study, tmp_path):
+    from nas.limits import MAX_TRIALS, MAX_WORKERS
+
+    f = tmp_path / "s.toml"
+    f.write_text(Path(smoke_study).read_text())
+
+    @settings(FAST, max_examples=8)
+    @given(
+        flag=st.sampled_from(["--workers", "--trials"]),
+        n=st.one_of(st.integers(MAX_WORKERS + 1, 10**30), st.sampled_from(["1e20", "-3", "0", "2.5"])),
+    )
+    def probe(flag, n):
+        if flag == "--trials" and isinstance(n, int) and n <= MAX_TRIALS:
+            n = MAX_TRIALS + n
+        res = run_cli_here("search", f, flag, n, "--json")
+        check(res)
+        assert res.code == 2 and not f.with_suffix(".db").exists(), (flag, n, res.stderr)
+
+    probe()
+
+
+def _child_peak_rss_mb(args: list[str], timeout: float = 120) -> tuple[int, str, float]:
+    """Run `m2nas ARGS` in a child: (exit status, stderr, the child's peak RSS in MB), measured by
+    wait4 for this child alone (not the largest of every child the test run ever waited for)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nas.cli", *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    stderr = proc.stderr.read() if proc.stderr else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, stderr.decode(), usage.ru_maxrss / 1024
+
+
+def test_huge_labels_are_refused_before_anything_is_sized_by_them(tmp_path):
+    """A label of 2**40 once built class names for range(2**40 + 1): gigabytes in seconds. Now one
+    line naming the file, exit 2, and the process's peak memory is what importing m2nas takes."""
+    from nas.limits import MAX_CLASSES
+
+    rng = np.random.default_rng(0)
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(_arch_doc(tmp_path)))
+    _, _, baseline = _child_peak_rss_mb(
+        ["train", arch, "--dataset", "npz", "--option", "path=/nonexistent.npz"]
+    )
+
+    @settings(FAST, max_examples=4)
+    @given(label=st.one_of(st.integers(MAX_CLASSES, 2**62), st.sampled_from([2.0**40, 1e300])))
+    def probe(label):
+        y = (np.arange(40) % 3).astype(np.float64 if isinstance(label, float) else np.int64)
+        y[7] = label
+        f = tmp_path / "labels.npz"
+        np.savez(f, acc=rng.normal(size=(40, 3, 50)).astype(np.float32), y=y)
+        t0 = time.monotonic()
+        code, stderr, peak = _child_peak_rss_mb(
+            ["train", arch, "--dataset", "npz", "--option", f"path={f}", "--epochs", "1", "--no-distill"]
+        )
+        assert time.monotonic() - t0 < 60
+        lines = [ln for ln in stderr.splitlines() if ln.strip()]
+        assert code == 2 and len(lines) == 1 and "'y' holds label" in lines[0], stderr
+        assert str(f) in lines[0]
+        assert peak < baseline + 1024, (peak, baseline)
+
+    probe()
+
+
+@st.composite
+def oversized_json(draw, doc):
+    """The document with one number replaced by a magnitude past int64 or a list nested past any
+    document's depth."""
+    doc = json.loads(json.dumps(doc))
+    numeric = []
+
+    def walk(d, path):
+        items = d.items() if isinstance(d, dict) else enumerate(d) if isinstance(d, list) else ()
+        for k, v in items:
+            if isinstance(v, int | float) and not isinstance(v, bool):
+                numeric.append(path + [k])
+            walk(v, path + [k])
+
+    walk(doc, [])
+    path = draw(st.sampled_from(numeric))
+    node = doc
+    for p in path[:-1]:
+        node = node[p]
+    if draw(st.booleans()):
+        node[path[-1]] = "__HUGE__"
+        text = json.dumps(doc).replace(
+            '"__HUGE__"', draw(st.sampled_from(["", "-"])) + "1" + "0" * draw(st.integers(19, 500))
+        )
+    else:
+        depth = draw(st.sampled_from([40, 1000, 100_000]))
+        node[path[-1]] = "__DEEP__"
+        text = json.dumps(doc).replace('"__DEEP__"', "[" * depth + "]" * depth)
+    return text
+
+
+def test_json_magnitudes_and_nesting_are_bounded(tmp_path):
+    from search_spaces import Arch, graph
+
+    arch = _arch_doc(tmp_path)
+    opgraph = graph(Arch.from_dict(arch)).to_dict()
+
+    @settings(FAST, max_examples=10)
+    @given(which=st.sampled_from(["arch", "opgraph"]), data=st.data())
+    def probe(which, data):
+        f = tmp_path / f"{which}.json"
+        f.write_text(data.draw(oversized_json(arch if which == "arch" else opgraph)))
+        res = run_cli_here("memory", f, "--device", "stm32f446re", "--json")
+        check(res)
+        assert res.code == 2, res.stdout[-300:]
+
+    probe()
+
+
+def test_storage_damaged_page_by_page_is_one_line(study_copy, tmp_path_factory):
+    """A copy of a finished study's database with one page zeroed: status, report and search end in
+    exit 0 or 2 with at most one line, and the original study keeps every trial and artifact."""
+    before = fingerprint(study_copy)
+    db = study_copy.with_suffix(".db")
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        page = con.execute("PRAGMA page_size").fetchone()[0]
+
+    @settings(FAST, max_examples=6)
+    @given(data=st.data(), command=st.sampled_from(["status", "report", "search"]))
+    def probe(data, command):
+        d = tmp_path_factory.mktemp("damaged")
+        f = d / study_copy.name
+        f.write_text(study_copy.read_text())
+        with sqlite3.connect(db) as a, sqlite3.connect(f.with_suffix(".db")) as b:
+            a.backup(b)
+        raw = bytearray(f.with_suffix(".db").read_bytes())
+        n = len(raw) // page
+        p = data.draw(st.integers(1, max(1, n - 1)))
+        raw[p * page : (p + 1) * page] = bytes(page)
+        f.with_suffix(".db").write_bytes(bytes(raw))
+        args = {
+            "status": ["status", f, "--json"],
+            "report": ["report", f, "--out", d / "r.html"],
+            "search": ["search", f, "--json", "--timeout", "0.001"],
+        }[command]
+        check(run_cli_here(*args))
+
+    probe()
+    assert fingerprint(study_copy) == before
+
+
+def test_outputs_are_checked_before_any_work(study_copy, tmp_path):
+    """`export --out` an existing file or a folder that cannot be made, `report --out` in a file:
+    one line, exit 2, at once."""
+    (tmp_path / "a_file").write_text("x")
+    for args, fragment in (
+        (
+            ["export", study_copy, "--device", "stm32f446re", "--out", tmp_path / "a_file"],
+            "is a file, expected a folder",
+        ),
+        (["export", study_copy, "--all-devices", "--out", tmp_path / "a_file"], "a_file is not a folder"),
+        (["export", study_copy, "--all-devices", "--out", tmp_path / "a_file" / "sub"], "is not a folder"),
+        (["export", study_copy, "--all-devices", "--out", "/proc/m2nas"], "cannot be written"),
+        (["report", study_copy, "--out", tmp_path / "a_file" / "r.html"], "is not a folder"),
+    ):
+        res = run_cli_here(*args)
+        check(res)
+        assert res.code == 2 and fragment in res.stderr, (args, res.stderr)

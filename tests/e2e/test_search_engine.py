@@ -305,6 +305,26 @@ def test_ctrl_c_stops_cleanly_keeps_finished_trials_and_requeues_the_interrupted
     assert any(t.params == stopped.params and status_of(t) in FINISHED for t in trials)
 
 
+def test_sigterm_is_taken_like_ctrl_c_requeues_at_once_and_exits_143(tmp_path):
+    """A scheduler's or a container's SIGTERM: the candidate in training is queued again at once (not
+    left RUNNING until the heartbeat grace period), one line says so, and the exit status is 143."""
+    path = _slow_study(tmp_path, trials=2, epochs=400)
+    proc = _start(["search", path, "--json"])
+    interrupted = _wait_for_training(path, finished=0, proc=proc)[0].number
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    assert lines[0].startswith("m2nas: terminated (SIGTERM)") and "queued again" in lines[0]
+    trials = load_trials(path)
+    c = count(trials)
+    assert c.running == 0 and c.waiting == 1, c
+    stopped = next(t for t in trials if t.number == interrupted)
+    queued = next(t for t in trials if t.state == optuna.trial.TrialState.WAITING)
+    assert queued.system_attrs["fixed_params"] == stopped.params
+
+
 def test_two_local_workers_stop_on_ctrl_c_and_share_sqlite_without_locking_errors(tmp_path, cli):
     """The terminal's Ctrl-C reaches the first process; it asks its worker process to stop too
     (SIGTERM, taken at a safe point), and both trials in training are queued again. The same

@@ -46,6 +46,34 @@ def test_failures_in_a_row_stop_the_study_with_one_line_and_exit_1(tmp_path, mon
     assert len(calls) == 4 and count(_trials(path)).failed == 4
 
 
+def test_any_exception_from_training_is_a_counted_failure(tmp_path, monkeypatch):
+    """Not only TrainingFailed: an OverflowError (a huge learning rate) or any other exception from a
+    candidate's training is recorded as `failed` with its one-line reason and counts toward
+    max_failures; nothing is requeued as if a worker had been lost."""
+    import nas.train
+
+    real, calls = nas.train.train_candidate, []
+
+    def overflow(arch, dataset, cfg, *args, **kwargs):
+        if not cfg.quantized:
+            return real(arch, dataset, cfg, *args, **kwargs)
+        calls.append(arch)
+        raise OverflowError("cannot convert float infinity to integer\n(second line)")
+
+    monkeypatch.setattr(nas.train, "train_candidate", overflow)
+    path = write_smoke_study(tmp_path, trials=50)
+    Path(path).write_text(Path(path).read_text().replace("[budget]\n", "[budget]\nmax_failures = 3\n"))
+    res = run_cli_here("search", path, "--json")
+    assert res.code == 1, (res.stdout, res.stderr)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "3 failed candidates in a row" in lines[0]
+    assert "training raised OverflowError: cannot convert float infinity to integer" in lines[0]
+    assert "second line" not in lines[0]
+    trials = _trials(path)
+    assert len(calls) == 3 and count(trials).failed == 3 and count(trials).waiting == 0
+
+
 def test_failed_candidates_count_against_the_budget(tmp_path, monkeypatch):
     from nas.config.study import load_study
     from nas.engine.search import run_search
