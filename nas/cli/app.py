@@ -466,6 +466,13 @@ def export(
     c_code: Annotated[
         bool, typer.Option("--c", help="Also write model.h / model.c (integer-only C99).")
     ] = False,
+    tflite: Annotated[
+        bool,
+        typer.Option(
+            "--tflite",
+            help="Also write model.tflite (int8, for TFLite Micro; the default for runtime=tflm targets).",
+        ),
+    ] = False,
     storage: StorageOpt = None,
 ) -> None:
     """Export the best fitting trial per device: ONNX (QCDQ), QONNX, weights, memory report, model card."""
@@ -474,7 +481,7 @@ def export(
 
     show_builds()
 
-    export_command(study_file, device, all_devices, out_dir, finetune_epochs, c_code, storage)
+    export_command(study_file, device, all_devices, out_dir, finetune_epochs, c_code, storage, tflite)
 
 
 def print_report(report) -> None:

@@ -42,6 +42,19 @@ def c_checks_line(checks: dict[str, Any]) -> str:
     )
 
 
+def tflite_line(t: dict[str, Any]) -> str:
+    """model.tflite in TFLite Micro: against the integer reference, and its arena measured vs predicted."""
+    c = t["check"]
+    if not c.get("available", True):
+        return f"  model.tflite ({t['bytes']:,} B) not run in TFLite Micro: {c['reason']}"
+    return (
+        f"  model.tflite ({t['bytes']:,} B) in TFLite Micro: top-1 agreement with the integer reference "
+        f"{100 * c['top1_agreement']:.2f}%, identical logits on {c['samples'] - c['differing']:,} / {c['samples']:,} "
+        f"samples (max {c['max_lsb']} LSB); arena {c['arena_measured_bytes']:,} B measured, "
+        f"{c['arena_predicted_bytes']:,} B predicted ({100 * c['arena_error']:+.1f}%)"
+    )
+
+
 def export_command(
     study_file: Path,
     device: str | None,
@@ -50,6 +63,7 @@ def export_command(
     finetune_epochs: int,
     c_code: bool,
     storage: str | None,
+    tflite: bool = False,
 ) -> list:
     from nas.engine.status import open_existing
     from nas.export.trial import (
@@ -88,7 +102,17 @@ def export_command(
             continue
         target = targets[d]
         try:
-            r = export_trial(study, d, target, finetune_epochs, trials=trials, ostudy=ostudy, c_code=c_code)
+            as_tflite = tflite or study.targets[d].get("runtime") == "tflm"
+            r = export_trial(
+                study,
+                d,
+                target,
+                finetune_epochs,
+                trials=trials,
+                ostudy=ostudy,
+                c_code=c_code,
+                tflite=as_tflite,
+            )
         except ExportCheckFailed as e:
             err().print(f"m2nas: error: export check failed: {e}", markup=False, soft_wrap=True)
             raise typer.Exit(1) from None
@@ -129,6 +153,17 @@ def export_command(
             )
         if r.c_checks:
             out().print(c_checks_line(r.c_checks), markup=False, soft_wrap=True)
+        if r.tflite:
+            out().print(tflite_line(r.tflite), markup=False, soft_wrap=True)
+            c = r.tflite["check"]
+            if c.get("available", True) and not c["meets_target"]:
+                err().print(
+                    f"m2nas: warning: {d}: TFLite Micro's top-1 agrees with the integer reference on "
+                    f"{100 * c['top1_agreement']:.2f}% of the test split, below the {100 * c['target_top1']:g}% target "
+                    "(its own rounding; model.c reproduces the reference exactly)",
+                    markup=False,
+                    soft_wrap=True,
+                )
         if not r.onnx_report_matches:
             err().print(
                 f"m2nas: warning: {d}: `m2nas memory model.onnx` figures differ from the search-time report",

@@ -327,6 +327,18 @@ class Study:
                 f"is on the first device, {self.primary_device})"
             )
         self.space: SearchSpace = space_from_dict(cfg.search_space, f"{src}: search_space")
+        tflm = [i for i, d in enumerate(self.devices) if self.targets[d].get("runtime") == "tflm"]
+        sp = self.space
+        if tflm and (
+            set(sp.act_bits) != {8}
+            or {sp.first_layer_bits, sp.last_layer_bits} - {None, 8}
+            or sp.input_bits != 8
+        ):
+            raise InputError(
+                f"{src}: devices[{tflm[0]}].target.runtime: TFLite Micro's kernels take int8 activations, "
+                f"but search_space.act_bits is {sp.act_bits}: set act_bits = [8] (and keep input, first- and "
+                "last-layer bits at 8)"
+            )
         from nas.data import dataset_names, parse_options
 
         if cfg.dataset.name not in dataset_names():

@@ -63,6 +63,7 @@ class ExportResult:
     files: list[str] = field(default_factory=list)
     measured: dict[str, Any] | None = None  # the C model on emulated Cortex-M cores (export --c)
     c_checks: dict[str, Any] | None = None  # every C build against the integer reference (export --c)
+    tflite: dict[str, Any] | None = None  # model.tflite and its run in TFLite Micro (export --tflite)
     seconds: float = 0.0
 
     @property
@@ -86,6 +87,7 @@ class ExportResult:
             "final": self.final,
             "measured": _measured_summary(self.measured),
             "c_checks": self.c_checks,
+            "tflite": self.tflite,
             "files": self.files,
             "seconds": round(self.seconds, 2),
         }
@@ -336,6 +338,7 @@ def export_trial(
     trials: list | None = None,
     ostudy=None,
     c_code: bool = False,
+    tflite: bool = False,
 ) -> ExportResult:
     """Export the best trial that fits `device` into `out_dir` (see the module docstring).
 
@@ -344,10 +347,12 @@ def export_trial(
     with warnings.catch_warnings():  # Brevitas' notes on optional packages and the default opset
         warnings.filterwarnings("ignore", category=UserWarning, module=r"brevitas\..*")
         warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx\..*")
-        return _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_code, t0)
+        return _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_code, tflite, t0)
 
 
-def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_code, t0) -> ExportResult:
+def _export_trial(
+    study, device, out_dir, finetune_epochs, trials, ostudy, c_code, tflite, t0
+) -> ExportResult:
     import torch
     from sklearn.metrics import confusion_matrix
 
@@ -366,6 +371,8 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
     torch.manual_seed(study.cfg.study.seed)
     torch.set_num_threads(study.cfg.study.threads)
     trial, arch, model, choice = load_device_model(study, trials, device, ostudy)
+    if tflite:
+        check_tflite_arch(arch, study)
     dataset = study.dataset
     metric = study.cfg.objectives.metric
 
@@ -426,6 +433,8 @@ def _export_trial(study, device, out_dir, finetune_epochs, trials, ostudy, c_cod
     )
     if c_code:
         write_c(result)
+    if tflite:
+        write_tfl(result, study)
     result.seconds = time.perf_counter() - t0
     write_model_card(result, study, metric, trial)
     result.files.append("MODEL_CARD.md")
@@ -451,6 +460,63 @@ def write_c(result: ExportResult) -> None:
     mem["measured"] = result.measured
     mem_path.write_text(json.dumps(mem, indent=1) + "\n")
     result.files += sorted(p.name for p in result.out_dir.iterdir() if p.name not in before)
+
+
+# TFLite Micro requantizes with two roundings (a doubling high multiply, then a rounding shift; half
+# away from zero), the reference with one exact round half to even: a logit step apart on a share of
+# outputs, and on a barely trained model's near-tied logits a top-1 flip on about 1% of samples.
+# The target is TFLITE_TARGET_TOP1 (reported, with a warning when missed); below TFLITE_MIN_TOP1 the
+# file is not the model (a wrong layout or constant gives chance-level agreement) and fails.
+TFLITE_TARGET_TOP1 = 0.999
+TFLITE_MIN_TOP1 = 0.97
+
+
+def check_tflite_arch(arch, study) -> None:
+    """Before any work: TFLite Micro's kernels take int8 activations, so a sub-byte one is refused,
+    naming its layer and the study option that keeps activations at 8 bits."""
+    from search_spaces import graph
+
+    g = graph(arch)
+    for op in g.ops:
+        for t in op.outputs:
+            if g.tensors[t].bits != 8:
+                raise InputError(
+                    f"{study.path}: --tflite: {op.name} has {g.tensors[t].bits}-bit activations and TFLite Micro's "
+                    "kernels take int8; set [search_space] act_bits = [8] for a runtime=tflm target"
+                )
+
+
+def write_tfl(result: ExportResult, study) -> None:
+    """model.tflite from the same integer program as model.c, run in TFLite Micro on the whole test
+    split against the integer reference; its arena found by bisection against m2nas's prediction."""
+    from nas.export.c import lower, reference
+    from nas.export.c.harness import quantize_inputs
+    from nas.export.tflite import write_tflite
+    from nas.export.tflite.check import TflmUnavailable, check_tflite
+
+    prog = lower(result.model, result.arch, result.report, result.dataset)
+    path = result.out_dir / "model.tflite"
+    info = write_tflite(prog, path)
+    test = result.dataset.test
+    q = quantize_inputs(result.model, test.x)
+    ref = reference.logits(prog.calls, q, prog.output_tensor)
+    try:
+        info["check"] = check_tflite(path, prog, q, ref, test.y)
+    except TflmUnavailable as e:
+        info["check"] = {"available": False, "reason": str(e)}
+    info["search_arena_bytes"] = result.report.tflm.arena_bytes  # the arch's graph, as screened
+    result.files.append("model.tflite")
+    c = info["check"]
+    if c.get("available", True) and c["top1_agreement"] < TFLITE_MIN_TOP1:
+        path.replace(path.with_name("model.tflite.failed"))
+        raise ExportCheckFailed(
+            f"{path}.failed: TFLite Micro agrees with the integer reference on top-1 for "
+            f"{100 * c['top1_agreement']:.2f}% of the test split ({100 * TFLITE_MIN_TOP1:g}% required)"
+        )
+    if c.get("available", True):
+        c["target_top1"] = TFLITE_TARGET_TOP1
+        c["meets_target"] = c["top1_agreement"] >= TFLITE_TARGET_TOP1
+    result.tflite = info
 
 
 def check_c(result: ExportResult, info: dict[str, Any]) -> dict[str, Any]:

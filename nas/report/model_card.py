@@ -196,6 +196,7 @@ def render_model_card(result, study, metric: str, trial) -> str:
         )
 
     L += _c_check_lines(result)
+    L += _tflite_lines(result)
 
     feeds = ", ".join(f'"{m}": x_{m}' for m in used)
     shapes = "; ".join(
@@ -313,6 +314,34 @@ def _c_check_lines(result) -> list[str]:
         f"- Test accuracy: the integer reference {p['reference_accuracy']:.4f}, PyTorch {p['accuracy']:.4f}.",
     ]
     return L
+
+
+def _tflite_lines(result) -> list[str]:
+    """model.tflite in TFLite Micro (export --tflite, or a runtime=tflm target)."""
+    t = getattr(result, "tflite", None)
+    if not t:
+        return []
+    c = t["check"]
+    L = [
+        "",
+        "### `model.tflite` in TFLite Micro",
+        "",
+        f"- {t['bytes']:,} B, int8 (weights int8 per output channel), operators: "
+        + ", ".join(f"{k} x{v}" for k, v in sorted(t["ops"].items()))
+        + ". Written from the same integer program as the C (no TensorFlow).",
+    ]
+    if not c.get("available", True):
+        return L + [f"- Not run in TFLite Micro: {c['reason']}."]
+    return L + [
+        f"- {c['runtime']} on the {c['samples']:,} test samples: top-1 agreement with the integer reference "
+        f"{100 * c['top1_agreement']:.2f}%, identical logits on {c['samples'] - c['differing']:,} (max {c['max_lsb']} LSB: "
+        "TFLite Micro rounds its requantization its own way), test accuracy "
+        f"{c.get('accuracy', float('nan')):.4f}.",
+        f"- Arena: {c['arena_measured_bytes']:,} B, the smallest at which the interpreter allocates and invokes "
+        f"(bisection); m2nas predicts {c['arena_predicted_bytes']:,} B for this file ({100 * c['arena_error']:+.1f}%) and "
+        f"screened the search with {t['search_arena_bytes']:,} B for the arch (before PAD / QUANTIZE tensors "
+        "the file adds). These are the 64-bit host interpreter's figures; a 32-bit MCU build needs less.",
+    ]
 
 
 def write_model_card(result, study, metric: str, trial) -> None:

@@ -84,6 +84,7 @@ class CProgram:
     step_writes: list[list[tuple[int, int]]] = field(default_factory=list)
     step_outputs: list[list[TensorAt]] = field(default_factory=list)  # where each step's outputs sit
     input_regions: list[tuple[int, int]] = field(default_factory=list)
+    tensor_q: dict[str, QInfo] = field(default_factory=dict)  # every tensor's quantization
 
 
 def act_quantizer(module):
@@ -337,6 +338,9 @@ class _Lowering:
             "hi": hi,
             "lut": None if lut == "NULL" else np.array(table, dtype=np.int64),
             "lut_lo": lut_lo,
+            # for other writers of the same program (nas.export.tflite): the real scales behind it
+            "w_scale": w_scale.to(torch.float64).numpy().reshape(-1).copy(),
+            "acc_scale": target_scale,
         }
         w_ref = unpack(data, wbits, w_int.numel(), signed=True)
         if op.kind == "linear":
@@ -686,6 +690,7 @@ class _Lowering:
             step_writes=self.step_writes,
             step_outputs=self.step_outputs,
             input_regions=[self.region(self.bufs.tensor_info[d["modality"]][0]) for d in inputs],
+            tensor_q=dict(self.q),
         )
 
 
