@@ -475,7 +475,8 @@ def export(
     ] = False,
     storage: StorageOpt = None,
 ) -> None:
-    """Export the best fitting trial per device: ONNX (QCDQ), QONNX, weights, memory report, model card."""
+    """Export the best fitting trial per device: ONNX (QCDQ), QONNX, weights, memory report, model card;
+    C99 (--c) and TFLite Micro (--tflite), each checked against the integer reference."""
     from .export import export_command
     from .progress import show_builds
 

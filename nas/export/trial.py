@@ -35,7 +35,7 @@ from memory_models import MemoryReport, evaluate
 from memory_models.errors import InputError
 
 from .onnx import export_qcdq
-from .parity import AS_WRITTEN, INTEGER_RUNTIME, ExportCheckFailed, compare, onnxruntime_logits, require
+from .parity import AS_WRITTEN, INTEGER_RUNTIME, ExportCheckFailed, compare, require
 from .qonnx import export_qonnx_file
 
 PROFILE_SAMPLES = 64  # test samples of the per-op profiling run on each emulated core
@@ -242,7 +242,7 @@ def output_lsb(model) -> float:
 
 def check_parity(model, onnx_path: Path, qonnx_path: Path, xs: list[np.ndarray]) -> dict[str, Any]:
     """Both files against PyTorch on `xs` (see nas.export.parity); raises ExportCheckFailed on the first failure."""
-    from .parity import qonnx_logits
+    from .parity import onnxruntime_logits, qonnx_logits
 
     ref, lsb = _torch_logits(model, xs), output_lsb(model)
 
@@ -527,6 +527,8 @@ def check_c(result: ExportResult, info: dict[str, Any]) -> dict[str, Any]:
     reported (their float requantization may round a tie the other way)."""
     from nas.export.c import reference, verify
     from nas.export.c.harness import quantize_inputs, torch_int_logits
+
+    from .parity import onnxruntime_logits
 
     out, prog, test = result.out_dir, info["program"], result.dataset.test
     classes = len(prog.output["classes"])

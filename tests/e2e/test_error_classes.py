@@ -184,6 +184,22 @@ def test_truncated_weights_are_refused_without_torch_advice(study, tmp_path):
     assert "weights_only" not in res.stderr
 
 
+def test_raw_pickled_weights_are_refused_in_one_line(study, tmp_path):
+    """A weights.pt that is a plain pickle (protocol 4), not torch.save's zip: refused as it always
+    was, and torch's note about the pickle protocol no longer adds lines (a fresh process, so no
+    warning registry hides it)."""
+    import pickle
+
+    from tests.fixtures import run_cli
+
+    for f in study.parent.joinpath(f"{study.stem}_artifacts").rglob("*"):
+        if f.is_file() and f.read_bytes()[:2] == b"PK":
+            f.write_bytes(pickle.dumps({"w": [1.0, 2.0]}, protocol=4))
+    res = run_cli("export", study, "--all-devices", "--out", tmp_path / "out", timeout=300)
+    assert_one_line_error(res, "not a weights file")
+    assert "pickle protocol" not in res.stderr and "weights_only" not in res.stderr
+
+
 def _unwritable_places(tmp_path: Path) -> list[Path]:
     """Folders nobody can write to, even root (mode bits stop nothing there): one under a regular
     file, one under /proc, and a read-only tmpfs where this process may mount one."""

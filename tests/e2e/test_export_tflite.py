@@ -6,12 +6,9 @@ its arena measured (bisection) within 2% of what m2nas predicts for the file."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import pytest
-
-from tests.fixtures import assert_one_line_error, run_cli_here
+from tests.fixtures import assert_one_line_error, require_tflm, run_cli_here
 
 STUDY = """# a smoke study for a TFLite Micro deployment
 [study]
@@ -52,17 +49,8 @@ enabled = false
 """
 
 
-def _tflm_or_skip():
-    try:
-        from tflite_micro.python.tflite_micro import runtime  # noqa: F401
-    except ImportError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"tflite-micro must be installed under CI=true: {e}")
-        pytest.skip(f"needs the tflite-micro package: {e}")
-
-
 def test_a_tflm_target_is_screened_with_tflm_and_exports_a_checked_tflite(tmp_path):
-    _tflm_or_skip()
+    require_tflm()
     path = tmp_path / "tflm.toml"
     path.write_text(STUDY)
     res = run_cli_here("search", path, "--json")

@@ -1,6 +1,7 @@
 """A TFLite model as tensors and operators, serialised with the flatbuffers builder and the `tflite`
-package's generated functions (no TensorFlow). Only what the m2nas writer emits: int8 / int32
-tensors with per-tensor or per-channel quantization, and the builtin options of its operators."""
+package's generated functions (no TensorFlow): tensors of the integer and float types, per-tensor
+or per-channel quantization, and the builtin options of the operators m2nas writes (the tests'
+fixtures write other operators, without options)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,13 @@ import flatbuffers
 import numpy as np
 import tflite
 
-_TYPES = {np.dtype(np.int8): tflite.TensorType.INT8, np.dtype(np.int32): tflite.TensorType.INT32}
+_TYPES = {
+    np.dtype(np.int8): tflite.TensorType.INT8,
+    np.dtype(np.uint8): tflite.TensorType.UINT8,
+    np.dtype(np.int16): tflite.TensorType.INT16,
+    np.dtype(np.int32): tflite.TensorType.INT32,
+    np.dtype(np.float32): tflite.TensorType.FLOAT32,
+}
 
 
 @dataclass
@@ -22,6 +29,7 @@ class TfTensor:
     zero_point: list[int] = field(default_factory=list)
     axis: int = 0  # quantized dimension of a per-channel tensor
     data: np.ndarray | None = None  # constants
+    variable: bool = False  # persistent state (TFLite's variable tensors)
 
 
 @dataclass
@@ -70,6 +78,7 @@ class _Writer:
             tflite.Conv2DOptionsAddStrideW(b, o["stride"][1])
             tflite.Conv2DOptionsAddDilationHFactor(b, 1)
             tflite.Conv2DOptionsAddDilationWFactor(b, 1)
+            tflite.Conv2DOptionsAddFusedActivationFunction(b, o.get("act", 0))
             return tflite.BuiltinOptions.Conv2DOptions, tflite.Conv2DOptionsEnd(b)
         if builtin == "DEPTHWISE_CONV_2D":
             tflite.DepthwiseConv2DOptionsStart(b)
@@ -82,6 +91,7 @@ class _Writer:
             return tflite.BuiltinOptions.DepthwiseConv2DOptions, tflite.DepthwiseConv2DOptionsEnd(b)
         if builtin == "FULLY_CONNECTED":
             tflite.FullyConnectedOptionsStart(b)
+            tflite.FullyConnectedOptionsAddFusedActivationFunction(b, o.get("act", 0))
             return tflite.BuiltinOptions.FullyConnectedOptions, tflite.FullyConnectedOptionsEnd(b)
         if builtin in ("MAX_POOL_2D", "AVERAGE_POOL_2D"):
             tflite.Pool2DOptionsStart(b)
@@ -105,7 +115,7 @@ class _Writer:
         if builtin == "MUL":
             tflite.MulOptionsStart(b)
             return tflite.BuiltinOptions.MulOptions, tflite.MulOptionsEnd(b)
-        if builtin == "RESHAPE":
+        if builtin == "RESHAPE" and "shape" in o:
             shape = _vector(b, tflite.ReshapeOptionsStartNewShapeVector, list(o["shape"]), b.PrependInt32)
             tflite.ReshapeOptionsStart(b)
             tflite.ReshapeOptionsAddNewShape(b, shape)
@@ -155,6 +165,7 @@ class _Writer:
             tflite.TensorAddName(b, name)
             if quant is not None:
                 tflite.TensorAddQuantization(b, quant)
+            tflite.TensorAddIsVariable(b, t.variable)
             out.append(tflite.TensorEnd(b))
         return out
 

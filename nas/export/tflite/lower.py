@@ -7,8 +7,8 @@ The same calls, constants and quantization the C runs, in TFLite's terms:
   u in [0, 255] of scale s is the int8 value u - 128 with zero point -128 (the same real values);
   a signed one has zero point 0. Sub-byte activations have no TFLite Micro kernel: refused, naming
   the layer and the study option that keeps them at 8 bits;
-* weights are int8, per output channel (2- and 4-bit values stored in int8: TFLite Micro unpacks
-  int4 filters into its arena, which the search's figure would then miss), biases int32 at
+* weights are int8, per output channel (2- and 4-bit values are stored in int8 too: the file is
+  larger than the C's packed weights; TFLite's INT4 filter storage is not written), biases int32 at
   s_in * s_w; padding is TFLite's SAME where that is the same window as the C's (odd kernels at
   stride 1), otherwise an explicit PAD (zero point) before a VALID convolution;
 * average pooling keeps its input's scale in TFLite Micro, so a QUANTIZE follows it; global pooling

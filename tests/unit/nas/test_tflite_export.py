@@ -11,7 +11,6 @@ activations are refused in one line naming the layer and the study option.
 
 from __future__ import annotations
 
-import os
 import random
 
 import pytest
@@ -22,17 +21,8 @@ from memory_models.errors import InputError
 from nas.export.c import lower, reference
 from nas.export.c.harness import quantize_inputs
 from search_spaces import sample_random
+from tests.fixtures import require_tflm
 from tests.fixtures.c_models import COVER_1D, COVER_2D, arch_1d, arch_2d, c_report, calibrated
-
-
-def _tflm_or_skip():
-    try:
-        from tflite_micro.python.tflite_micro import runtime  # noqa: F401
-    except ImportError as e:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"tflite-micro must be installed under CI=true: {e}")
-        pytest.skip(f"needs the tflite-micro package: {e}")
-
 
 EIGHT_BIT_1D = [c for c in COVER_1D if c[3] == 8]
 EIGHT_BIT_2D = [c for c in COVER_2D if c[3] == 8]
@@ -44,7 +34,7 @@ def _check(arch, ds, tmp_path, n=200, seed=0):
     from nas.export.tflite import write_tflite
     from nas.export.tflite.check import check_tflite
 
-    _tflm_or_skip()
+    require_tflm()
     model = calibrated(arch, ds, seed)
     prog = lower(model, arch, c_report(arch), ds)
     q = quantize_inputs(model, {m: v[:n] for m, v in ds.test.x.items()})
