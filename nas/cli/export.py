@@ -34,9 +34,14 @@ def c_checks_line(checks: dict[str, Any]) -> str:
     n = builds[0]["samples"] if builds else 0
     names = ", ".join(b["build"] for b in builds)
     t, p = checks["trace"], checks["pytorch"]
+    done = (
+        f"C reproduces test_logits.bin (the integer reference) exactly on all {n:,} test samples: {names}"
+        if builds
+        else "C not built"
+    )
+    trace = f"arena trace clean on {t['samples']} samples" if t else f"NOT CHECKED: {checks['host_skipped']}"
     return (
-        f"  C reproduces test_logits.bin (the integer reference) exactly on all {n:,} test samples: {names}; "
-        f"arena trace clean on {t['samples']} samples. PyTorch differs from it on {p['differing']:,} samples "
+        f"  {done}; {trace}. PyTorch differs from it on {p['differing']:,} samples "
         f"(max {p['max_lsb']} LSB, top-1 agreement {100 * p['top1_agreement']:.2f}%, test accuracy "
         f"{p['accuracy']:.4f} vs {p['reference_accuracy']:.4f})"
     )

@@ -526,22 +526,34 @@ def check_c(result: ExportResult, info: dict[str, Any]) -> dict[str, Any]:
     differing sample. PyTorch and the ONNX file as written are compared with the reference and
     reported (their float requantization may round a tie the other way)."""
     from nas.export.c import reference, verify
-    from nas.export.c.harness import quantize_inputs, torch_int_logits
+    from nas.export.c.harness import compiler, quantize_inputs, torch_int_logits
 
     from .parity import onnxruntime_logits
 
     out, prog, test = result.out_dir, info["program"], result.dataset.test
     classes = len(prog.output["classes"])
     ref = np.fromfile(out / "test_logits.bin", dtype=np.int8).reshape(-1, classes).astype(np.int64)
-    with tempfile.TemporaryDirectory() as tmp:
-        builds = verify.host_builds(out, prog, out / "test_inputs.bin", ref, Path(tmp))
-        trace = verify.trace_check(out, prog, quantize_inputs(result.model, test.x), Path(tmp) / "trace")
+    builds, trace, host = [], None, None
+    if compiler() is None:
+        host = "no C compiler on PATH (gcc, cc or $CC): the host builds and the arena trace were not run"
+    else:
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                builds = verify.host_builds(out, prog, out / "test_inputs.bin", ref, Path(tmp))
+                trace = verify.trace_check(
+                    out, prog, quantize_inputs(result.model, test.x), Path(tmp) / "trace"
+                )
+        except verify.BuildError as e:
+            _fail_c(out, f"a host build failed: {' '.join(str(e).split())[:400]}")
     m = result.measured or {}
     for c in (m.get("cores") or {}).values():
         builds.append(verify.BuildCheck(f"emulated {c['cpu']}", c.pop("_reference")))
     checks = {
         "builds": [b.to_dict() for b in builds],
-        "trace": {"samples": min(verify.TRACE_SAMPLES, len(test)), "problem": trace},
+        "trace": {"samples": min(verify.TRACE_SAMPLES, len(test)), "problem": trace}
+        if host is None
+        else None,
+        "host_skipped": host,
         "pytorch": reference.compare_logits(torch_int_logits(result.model, test.x), ref, test.y),
     }
     if (out / "model.onnx").is_file():  # written by the export before the C
@@ -550,11 +562,16 @@ def check_c(result: ExportResult, info: dict[str, Any]) -> dict[str, Any]:
         checks["onnx_as_written"] = reference.compare_logits(grid, ref, test.y)
     failed = [b for b in builds if not b.passed]
     if failed or trace is not None:
-        for name in ("model.c", "model.h"):
-            (out / name).replace(out / f"{name}.failed")
-        why = failed[0].describe() if failed else f"arena trace: {trace}"
-        raise ExportCheckFailed(f"{out / 'model.c.failed'}: the C does not reproduce test_logits.bin: {why}")
+        _fail_c(out, failed[0].describe() if failed else f"arena trace: {trace}")
     return checks
+
+
+def _fail_c(out: Path, why: str) -> None:
+    """Rename model.c / model.h to *.failed, so nobody builds them, and say why."""
+    for name in ("model.c", "model.h"):
+        if (out / name).exists():
+            (out / name).replace(out / f"{name}.failed")
+    raise ExportCheckFailed(f"{out / 'model.c.failed'}: the C does not reproduce test_logits.bin: {why}")
 
 
 def measure_c(result: ExportResult, info: dict[str, Any]) -> dict[str, Any]:

@@ -310,7 +310,9 @@ def _c_check_lines(result) -> list[str]:
     L += [
         "",
         f"- Arena trace (a debug build, {t['samples']} samples, the arena filled with a canary before each): every "
-        "step wrote only its planned outputs and scratch and produced the reference's values.",
+        "step wrote only its planned outputs and scratch and produced the reference's values."
+        if t
+        else f"- **Not checked on the host**: {c['host_skipped']}.",
         f"- Test accuracy: the integer reference {p['reference_accuracy']:.4f}, PyTorch {p['accuracy']:.4f}.",
     ]
     return L

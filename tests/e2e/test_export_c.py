@@ -139,3 +139,19 @@ def test_a_c_build_that_differs_from_the_reference_fails_the_export(smoke_study,
     assert not (out / "model.c").exists() and not (out / "model.h").exists()
     assert not (out / "export.json").exists()
     assert np.fromfile(out / "test_logits.bin", dtype=np.int8).size > 0
+
+
+def test_a_c_compiler_that_cannot_run_fails_the_export_in_one_line(smoke_study, tmp_path, monkeypatch):
+    """$CC names no program: the host builds cannot run, so the C is unchecked: exit 1, one line
+    naming the compiler, model.c renamed *.failed (never a traceback)."""
+    from nas.export.c import cortexm
+    from tests.fixtures import run_cli_here
+
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    monkeypatch.setattr(cortexm, "missing", lambda: "not needed here")
+    out = tmp_path / "c"
+    res = run_cli_here("export", smoke_study, "--device", DEVICE, "--c", "--out", out)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.code == 1 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert "a host build failed" in lines[0] and "no-such-cc" in lines[0]
+    assert (out / "model.c.failed").is_file() and not (out / "model.c").exists()

@@ -66,7 +66,10 @@ class BuildCheck:
 
 
 def _run(cmd: list[str], what: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    except OSError as e:  # the compiler ($CC) or the program is not there
+        raise BuildError(f"{what}: cannot run {cmd[0]} ({e.strerror or e})") from None
     if proc.returncode != 0:
         raise BuildError(f"{what} failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     return proc
