@@ -434,7 +434,7 @@ def _export_trial(
     if c_code:
         write_c(result)
     if tflite:
-        write_tfl(result, study)
+        write_tfl(result)
     result.seconds = time.perf_counter() - t0
     write_model_card(result, study, metric, trial)
     result.files.append("MODEL_CARD.md")
@@ -486,7 +486,7 @@ def check_tflite_arch(arch, study) -> None:
                 )
 
 
-def write_tfl(result: ExportResult, study) -> None:
+def write_tfl(result: ExportResult) -> None:
     """model.tflite from the same integer program as model.c, run in TFLite Micro on the whole test
     split against the integer reference; its arena found by bisection against m2nas's prediction."""
     from nas.export.c import lower, reference
@@ -504,6 +504,9 @@ def write_tfl(result: ExportResult, study) -> None:
         info["check"] = check_tflite(path, prog, q, ref, test.y)
     except TflmUnavailable as e:
         info["check"] = {"available": False, "reason": str(e)}
+    except RuntimeError as e:  # TFLite Micro cannot run the file at all
+        path.replace(path.with_name("model.tflite.failed"))
+        raise ExportCheckFailed(f"{path}.failed: {' '.join(str(e).split())[:400]}") from None
     info["search_arena_bytes"] = result.report.tflm.arena_bytes  # the arch's graph, as screened
     result.files.append("model.tflite")
     c = info["check"]
