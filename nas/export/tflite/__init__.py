@@ -18,9 +18,9 @@ from .lower import from_tflite_logits, lower_to_tflite, tflite_inputs
 __all__ = ["from_tflite_logits", "lower_to_tflite", "tflite_inputs", "write_tflite"]
 
 
-def write_tflite(prog, path: str | Path, study_hint: str = "") -> dict[str, Any]:
+def write_tflite(prog, path: str | Path) -> dict[str, Any]:
     """Write `prog` (nas.export.c.emit.CProgram) as a TFLite flatbuffer; its size and operators."""
-    model = lower_to_tflite(prog, study_hint)
+    model = lower_to_tflite(prog)
     data = model.to_bytes()
     Path(path).write_bytes(data)
     ops: dict[str, int] = {}

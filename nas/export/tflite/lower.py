@@ -34,9 +34,8 @@ _SIGMOID_SCALE = 1.0 / 256.0
 
 
 class _Lowering:
-    def __init__(self, prog, study_hint: str) -> None:
+    def __init__(self, prog) -> None:
         self.prog = prog
-        self.hint = study_hint
         self.m = TfModel(description="m2nas: int8, from the program of model.c")
         self.index: dict[str, int] = {}
         self.layout: dict[str, str] = {}
@@ -59,7 +58,7 @@ class _Lowering:
         if qi.bits != 8:
             raise InputError(
                 f"TFLite export: {where}: tensor {name!r} is {qi.bits}-bit; TFLite Micro's kernels take "
-                f"int8 activations: search with [search_space] act_bits = [8] {self.hint}"
+                "int8 activations: search with [search_space] act_bits = [8]"
             )
         return qi.scale, 0 if qi.signed else -128
 
@@ -88,11 +87,10 @@ class _Lowering:
         p = c.params
         (x,) = c.inputs
         xi = self.index[x]
-        cout, cin_g, kh, kw = p["weights"].shape
+        cout, _, kh, kw = p["weights"].shape
         x_scale = self.quant(x, where)[0]
         out_final = c.output
         sig = p.get("lut") is not None
-        lo_scale = p["acc_scale"] if sig else None
         shape_out = p["out_shape"]
         if sig:  # the layer lands at the sigmoid's input scale; LOGISTIC and QUANTIZE follow
             yi_acc = self.m.tensor(
@@ -100,7 +98,7 @@ class _Lowering:
                     f"{out_final}.pre_sigmoid",
                     self.tf_shape(out_final, tuple(shape_out), "vector" if len(shape_out) == 1 else "nhwc"),
                     np.dtype(np.int8),
-                    [lo_scale],
+                    [p["acc_scale"]],
                     [0 if p["lo"] < 0 else -128],
                 )
             )
@@ -111,10 +109,10 @@ class _Lowering:
         w_scale = [float(s) for s in p["w_scale"]]
         b_scale = [x_scale * s for s in w_scale]
         name = f"{out_final}.w"
+        bt = self.m.const(f"{out_final}.b", bias, b_scale, [0] * cout)
         vector_in = self.layout[x] == "vector"
         if vector_in:  # a dense layer
             wt = self.m.const(name, w.reshape(cout, -1), w_scale, [0] * cout, axis=0)
-            bt = self.m.const(f"{out_final}.b", bias, b_scale, [0] * cout)
             self.m.op("FULLY_CONNECTED", [xi, wt, bt], [yi_acc])
         else:
             xi = self.padded(x, xi, p)
@@ -122,13 +120,11 @@ class _Lowering:
             padding = getattr(tflite.Padding, pad)
             if p["groups"] == 1:
                 wt = self.m.const(name, w.transpose(0, 2, 3, 1), w_scale, [0] * cout, axis=0)
-                bt = self.m.const(f"{out_final}.b", bias, b_scale, [0] * cout)
                 self.m.op("CONV_2D", [xi, wt, bt], [yi_acc], padding=padding, stride=p["stride"])
             else:
                 wt = self.m.const(
                     name, w.reshape(cout, kh, kw).transpose(1, 2, 0)[None], w_scale, [0] * cout, axis=3
                 )
-                bt = self.m.const(f"{out_final}.b", bias, b_scale, [0] * cout)
                 self.m.op("DEPTHWISE_CONV_2D", [xi, wt, bt], [yi_acc], padding=padding, stride=p["stride"])
         if sig:
             s_out = self.extra(yi_acc, f"{out_final}.sigmoid", _SIGMOID_SCALE, -128)
@@ -164,7 +160,7 @@ class _Lowering:
             self.m.op("MAX_POOL_2D", [xi], [y], kernel=p["kernel"], stride=p["stride"])
             return
         t = self.m.tensors[xi]
-        if p["out_shape"] == (p["in_grid"][0],) or len(p["out_shape"]) == 1:  # global pooling: MEAN
+        if len(p["out_shape"]) == 1:  # global pooling: MEAN
             axes = [2] if self.layout[x] == "rows" else [1, 2]
             ax = self.m.const(f"{c.output}.axes", np.array(axes, np.int32))
             y = self.activation(c.output, p["out_shape"], where)
@@ -237,9 +233,9 @@ class _Lowering:
         return self.m
 
 
-def lower_to_tflite(prog, study_hint: str = "") -> TfModel:
+def lower_to_tflite(prog) -> TfModel:
     """The TFLite model of the C program `prog` (inputs and logits as in model.h, NHWC)."""
-    return _Lowering(prog, study_hint).lower()
+    return _Lowering(prog).lower()
 
 
 def tflite_inputs(prog, q: dict[str, np.ndarray]) -> list[np.ndarray]:
